@@ -1,0 +1,396 @@
+"""Pydantic models of WHAT to run: one experiment's configuration (DESIGN.md §3.1).
+
+Every model forbids unknown keys. Validators are pure: they check the config
+against itself, never against the host (that is pre-flight's job).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ENGINE_NAMES",
+    "SAMPLING_PRESETS",
+    "BaselineConfig",
+    "DatasetConfig",
+    "ExperimentConfig",
+    "FakeConfig",
+    "MeasurementConfig",
+    "TaskConfig",
+    "TensorRTConfig",
+    "TransformersConfig",
+    "TransformersSamplingConfig",
+    "VLLMConfig",
+    "WarmupConfig",
+]
+
+EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
+ENGINE_NAMES: tuple[str, ...] = ("transformers", "vllm", "tensorrt", "fake")
+EnergySamplerName = Literal["auto", "nvml", "zeus", "rapl", "codecarbon", "estimate", "none"]
+DatasetOrder = Literal["interleaved", "grouped", "shuffled"]
+SamplingPreset = Literal["deterministic", "standard", "creative", "factual"]
+TorchDtype = Literal["float32", "float16", "bfloat16"]
+
+# Decoding presets. Values the user sets explicitly always win over a preset.
+SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
+    "deterministic": {"do_sample": False},
+    "standard": {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 50},
+    "creative": {"do_sample": True, "temperature": 1.0, "top_p": 0.95, "top_k": 100},
+    "factual": {"do_sample": True, "temperature": 0.3, "top_p": 0.85, "top_k": 20},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --------------------------------------------------------------------------- task
+
+
+class DatasetConfig(_Strict):
+    """Where the prompts come from and in which order they are sent."""
+
+    source: str = Field(
+        "builtin",
+        min_length=1,
+        description="`builtin`, a built-in set name, a `.jsonl` path, or `synthetic`",
+    )
+    n_prompts: int = Field(100, ge=1, le=1_000_000)
+    order: DatasetOrder = "interleaved"
+    input_len: int | None = Field(None, ge=1, le=1_048_576)
+    output_len: int | None = Field(None, ge=1, le=1_048_576)
+
+    @model_validator(mode="after")
+    def _synthetic_lengths(self) -> DatasetConfig:
+        if self.source == "synthetic" and self.input_len is None:
+            raise ValueError(
+                "`synthetic` prompts need `task.dataset.input_len` (tokens per prompt)"
+            )
+        if self.source != "synthetic" and (self.input_len is not None):
+            raise ValueError("`task.dataset.input_len` only applies to `source: synthetic`")
+        return self
+
+
+class TaskConfig(_Strict):
+    """The workload: model, prompts, token limits and seed."""
+
+    model: str = Field("smollm2-135m", min_length=1)
+    dataset: DatasetConfig = DatasetConfig()
+    max_input_tokens: int = Field(256, ge=1, le=1_048_576)
+    max_output_tokens: int = Field(256, ge=1, le=1_048_576)
+    random_seed: int = Field(42, ge=0, lt=2**32)
+    chat_template: bool | None = Field(
+        None, description="apply the model's chat template; None = when the model has one"
+    )
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _output_len_fits(self) -> TaskConfig:
+        out = self.dataset.output_len
+        if out is not None and out > self.max_output_tokens:
+            raise ValueError(
+                f"`task.dataset.output_len` ({out}) exceeds `task.max_output_tokens` "
+                f"({self.max_output_tokens})"
+            )
+        if self.dataset.input_len is not None and self.dataset.input_len > self.max_input_tokens:
+            raise ValueError(
+                f"`task.dataset.input_len` ({self.dataset.input_len}) exceeds "
+                f"`task.max_input_tokens` ({self.max_input_tokens})"
+            )
+        return self
+
+
+# ------------------------------------------------------------------ transformers
+
+
+class TransformersSamplingConfig(_Strict):
+    """Decoding settings passed to ``generate``; None = the engine's default."""
+
+    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
+    do_sample: bool | None = None
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
+    min_p: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    min_new_tokens: int | None = Field(None, ge=0)
+
+
+class TransformersConfig(_Strict):
+    """The `transformers:` section."""
+
+    batch_size: int = Field(1, ge=1, le=65_536)
+    dtype: TorchDtype | None = None
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = (
+        None
+    )
+    torch_compile: bool | None = None
+    torch_compile_mode: (
+        Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None
+    ) = None
+    torch_compile_backend: str | None = None
+    load_in_4bit: bool | None = None
+    load_in_8bit: bool | None = None
+    bnb_4bit_compute_dtype: TorchDtype | None = None
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] | None = None
+    bnb_4bit_use_double_quant: bool | None = None
+    use_cache: bool | None = None
+    cache_implementation: Literal["dynamic", "static", "offloaded", "offloaded_static"] | None = (
+        None
+    )
+    num_beams: int | None = Field(None, ge=1, le=64)
+    device_map: str | None = None
+    sampling: TransformersSamplingConfig = TransformersSamplingConfig()
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> TransformersConfig:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("`load_in_4bit` and `load_in_8bit` cannot both be true")
+        bnb4 = (
+            self.bnb_4bit_compute_dtype,
+            self.bnb_4bit_quant_type,
+            self.bnb_4bit_use_double_quant,
+        )
+        if any(v is not None for v in bnb4) and not self.load_in_4bit:
+            raise ValueError("`bnb_4bit_*` options need `load_in_4bit: true`")
+        if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
+            raise ValueError("flash_attention_2 needs float16 or bfloat16, not float32")
+        if (self.torch_compile_mode or self.torch_compile_backend) and not self.torch_compile:
+            raise ValueError(
+                "`torch_compile_mode`/`torch_compile_backend` need `torch_compile: true`"
+            )
+        return self
+
+
+# -------------------------------------------------------------------------- vllm
+
+
+class VLLMEngineArgs(_Strict):
+    """Engine arguments of the `vllm:` section."""
+
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_num_seqs: int | None = Field(None, ge=1)
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    max_model_len: int | None = Field(None, ge=1)
+    block_size: Literal[8, 16, 32, 64, 128] | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
+    enforce_eager: bool | None = None
+    enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = None
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    pipeline_parallel_size: int | None = Field(None, ge=1)
+    quantization: str | None = None
+    speculative_config: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _batched_tokens(self) -> VLLMEngineArgs:
+        mbt, mml = self.max_num_batched_tokens, self.max_model_len
+        if mbt is not None and mml is not None and mbt < mml and not self.enable_chunked_prefill:
+            raise ValueError(
+                f"`max_num_batched_tokens` ({mbt}) < `max_model_len` ({mml}) needs "
+                "`enable_chunked_prefill: true`"
+            )
+        return self
+
+
+class VLLMSamplingConfig(_Strict):
+    """Sampling parameters of the `vllm:` section."""
+
+    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=-1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    min_p: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    min_tokens: int | None = Field(None, ge=0)
+    n: int | None = Field(None, ge=1, le=64)
+    ignore_eos: bool | None = None
+
+
+class VLLMConfig(_Strict):
+    """The `vllm:` section."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
+    engine: VLLMEngineArgs = VLLMEngineArgs()
+    sampling: VLLMSamplingConfig = VLLMSamplingConfig()
+
+
+# --------------------------------------------------------------------- tensorrt
+
+
+class TensorRTQuantConfig(_Strict):
+    quant_algo: Literal["FP8", "INT8", "W4A16_AWQ", "W8A16", "W4A16", "NVFP4"] | None = None
+    kv_cache_quant_algo: Literal["FP8", "INT8"] | None = None
+
+
+class TensorRTKVCacheConfig(_Strict):
+    free_gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    enable_block_reuse: bool | None = None
+
+
+class TensorRTSamplingConfig(_Strict):
+    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
+    min_tokens: int | None = Field(None, ge=0)
+
+
+class TensorRTConfig(_Strict):
+    """The `tensorrt:` section."""
+
+    max_batch_size: int | None = Field(None, ge=1)
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    dtype: Literal["auto", "float16", "bfloat16"] | None = None
+    quant_config: TensorRTQuantConfig = TensorRTQuantConfig()
+    kv_cache_config: TensorRTKVCacheConfig = TensorRTKVCacheConfig()
+    sampling: TensorRTSamplingConfig = TensorRTSamplingConfig()
+
+
+# -------------------------------------------------------------------------- fake
+
+
+class FakeConfig(_Strict):
+    """The `fake:` section: a deterministic engine for tests and demonstrations."""
+
+    batch_size: int = Field(1, ge=1, le=65_536)
+    token_latency_ms: float = Field(
+        0.0, ge=0.0, le=60_000, allow_inf_nan=False, description="sleep per decode step"
+    )
+    prefill_latency_ms: float = Field(0.0, ge=0.0, le=60_000, allow_inf_nan=False)
+    output_tokens: int | None = Field(
+        None, ge=1, description="tokens per request; None = max_output_tokens"
+    )
+
+
+# ------------------------------------------------------------------ measurement
+
+
+class WarmupConfig(_Strict):
+    """Warm-up before the measured window: a fixed count, or until latency converges."""
+
+    enabled: bool = True
+    n_warmup: int = Field(5, ge=0, le=10_000)
+    thermal_floor_s: float = Field(60.0, ge=0.0, le=86_400, allow_inf_nan=False)
+    convergence: bool = Field(False, description="repeat until the latency CV is below threshold")
+    cv_threshold: float = Field(0.05, gt=0.0, le=1.0, allow_inf_nan=False)
+    window: int = Field(3, ge=2, le=1_000)
+    min: int = Field(5, ge=1, le=10_000)
+    max: int = Field(20, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WarmupConfig:
+        if self.convergence and self.min > self.max:
+            raise ValueError(f"warm-up `min` ({self.min}) exceeds `max` ({self.max})")
+        if self.convergence and self.window > self.max:
+            raise ValueError(f"warm-up `window` ({self.window}) exceeds `max` ({self.max})")
+        return self
+
+
+class BaselineConfig(_Strict):
+    """Idle-power baseline taken before the model loads."""
+
+    enabled: bool = True
+    duration_s: float = Field(30.0, gt=0.0, le=3_600, allow_inf_nan=False)
+    strategy: Literal["fresh", "cached", "validated"] = "validated"
+    cache_ttl_s: float = Field(7200.0, gt=0.0, allow_inf_nan=False)
+    validate_every: int = Field(5, ge=1)
+    spot_check_s: float = Field(5.0, gt=0.0, allow_inf_nan=False)
+    drift_threshold: float = Field(0.10, gt=0.0, le=10.0, allow_inf_nan=False)
+
+
+class MeasurementConfig(_Strict):
+    """How energy and time are measured."""
+
+    energy_sampler: EnergySamplerName = "auto"
+    sample_interval_ms: int = Field(100, ge=1, le=60_000)
+    warmup: WarmupConfig = WarmupConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    carbon_intensity_g_per_kwh: float | None = Field(None, ge=0.0, le=10_000, allow_inf_nan=False)
+    pue: float = Field(1.0, ge=1.0, le=10.0, allow_inf_nan=False)
+
+
+# ------------------------------------------------------------------- experiment
+
+_ENGINES_WITH_SAMPLING = ("transformers", "vllm", "tensorrt")
+
+
+def _preset_values(engine: str, preset: str) -> dict[str, Any]:
+    """The sampling fields a preset sets in one engine's section."""
+    values = dict(SAMPLING_PRESETS[preset])
+    do_sample = bool(values.pop("do_sample"))
+    if engine == "transformers":
+        return {"do_sample": do_sample, **values}
+    return values if do_sample else {"temperature": 0.0}
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: a model, a workload, an engine, and how to measure it."""
+
+    task: TaskConfig = TaskConfig()
+    engine: EngineName = "transformers"
+    transformers: TransformersConfig | None = None
+    vllm: VLLMConfig | None = None
+    tensorrt: TensorRTConfig | None = None
+    fake: FakeConfig | None = None
+    measurement: MeasurementConfig = MeasurementConfig()
+    sampling_preset: SamplingPreset | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset_and_section(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        engine = data.get("engine", "transformers")
+        if not isinstance(engine, str) or engine not in ENGINE_NAMES:
+            return data
+        data = dict(data)
+        section = data.get(engine)
+        if section is None:
+            section = {}
+        elif isinstance(section, BaseModel):
+            section = section.model_dump(exclude_unset=True)
+        elif not isinstance(section, dict):
+            return data
+        preset = data.get("sampling_preset")
+        if (
+            isinstance(preset, str)
+            and preset in SAMPLING_PRESETS
+            and engine in _ENGINES_WITH_SAMPLING
+        ):
+            sampling = section.get("sampling") or {}
+            if isinstance(sampling, BaseModel):
+                sampling = sampling.model_dump(exclude_unset=True)
+            if isinstance(sampling, dict):
+                merged = {**_preset_values(engine, preset), **sampling}
+                section = {**section, "sampling": merged}
+        data[engine] = section
+        return data
+
+    @model_validator(mode="after")
+    def _sections_match_engine(self) -> ExperimentConfig:
+        others = [
+            name for name in ENGINE_NAMES if name != self.engine and getattr(self, name) is not None
+        ]
+        if others:
+            listed = ", ".join(f"`{name}:`" for name in others)
+            raise ValueError(
+                f"section {listed} does not match `engine: {self.engine}`; "
+                f"remove it or set `engine: {others[0]}`"
+            )
+        return self
+
+    @property
+    def batch_size(self) -> int:
+        """Requests generated together (engines with continuous batching report their cap)."""
+        if self.engine == "transformers" and self.transformers is not None:
+            return self.transformers.batch_size
+        if self.engine == "fake" and self.fake is not None:
+            return self.fake.batch_size
+        if self.engine == "vllm" and self.vllm is not None and self.vllm.engine.max_num_seqs:
+            return self.vllm.engine.max_num_seqs
+        if self.engine == "tensorrt" and self.tensorrt is not None and self.tensorrt.max_batch_size:
+            return self.tensorrt.max_batch_size
+        return 1
