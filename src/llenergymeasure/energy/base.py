@@ -1,0 +1,62 @@
+"""The energy-sampler protocol: a named window with ``begin`` and ``end``.
+
+A sampler measures the energy of one or more domains (``gpu:0``, ``cpu:0``,
+``dram:0``) between ``begin()`` and ``end()``. The caller synchronises the
+device at both edges; the sampler only reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from llenergymeasure.results.models import Availability, DomainEnergy
+
+__all__ = ["Availability", "EnergyReading", "EnergySampler"]
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """What a sampler measured over one window."""
+
+    sampler: str
+    domains: tuple[DomainEnergy, ...]
+    duration_s: float
+    n_samples: int
+    confidence: Literal["high", "medium", "low"]
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def total_j(self) -> float | None:
+        """Sum over domains that have a figure; None when no domain has one."""
+        known = [d.energy_j for d in self.domains if d.energy_j is not None]
+        return sum(known) if known else None
+
+    @property
+    def method(self) -> Literal["counter", "integrated", "estimated"] | None:
+        """The weakest method among the domains (estimated < integrated < counter)."""
+        methods = [d.method for d in self.domains if d.energy_j is not None]
+        for weakest_first in ("estimated", "integrated", "counter"):
+            if weakest_first in methods:
+                return weakest_first
+        return None
+
+
+@runtime_checkable
+class EnergySampler(Protocol):
+    """An energy source. ``begin`` starts a window, ``end`` closes it and returns the reading."""
+
+    name: str
+
+    def probe(self) -> Availability:
+        """Can this sampler read energy on this host? Cheap, no side effects."""
+        ...
+
+    def begin(self) -> None:
+        """Start the window (read counters, note the time)."""
+        ...
+
+    def end(self) -> EnergyReading:
+        """Close the window and return what was measured."""
+        ...
