@@ -1,0 +1,131 @@
+"""Writing and reading results: atomic files, the folder layout of DESIGN §5, no overwrites.
+
+```
+<root>/<run-name>_<UTC timestamp>/
+  <NNN>_c<cycle>_<model>-<engine>_<hash8>/
+    result.json   config.yaml   environment.json
+```
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from llenergymeasure.errors import ResultError
+from llenergymeasure.results.models import ExperimentResult
+
+__all__ = [
+    "atomic_write_text",
+    "create_unique_dir",
+    "experiment_dir_name",
+    "load_result",
+    "run_dir_name",
+    "safe_name",
+    "write_experiment",
+]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 80
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe rendering of a label: no separators, no leading dots, bounded length."""
+    cleaned = _UNSAFE.sub("-", text).strip(".-")
+    return cleaned[:_MAX_NAME] or "run"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as err:
+        raise _write_error(path, err) from err
+
+
+def create_unique_dir(parent: Path, name: str) -> Path:
+    """Create ``parent/name``, or ``name_1``, ``name_2``... if taken; never reuse a folder."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(10_000):
+            candidate = parent / (name if attempt == 0 else f"{name}_{attempt}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as err:
+        raise _write_error(parent, err) from err
+    raise ResultError(f"could not find a free folder name for {name} under {parent}")
+
+
+def run_dir_name(name: str, at: datetime) -> str:
+    """``<name>_<UTC timestamp>``."""
+    return f"{safe_name(name)}_{at.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def experiment_dir_name(result: ExperimentResult, *, index: int, cycle: int) -> str:
+    """``<NNN>_c<cycle>_<model>-<engine>_<hash8>``."""
+    label = safe_name(f"{result.model.resolved_label}-{result.engine}")
+    return f"{index:03d}_c{cycle}_{label}_{result.measurement_config_hash[:8]}"
+
+
+def write_experiment(result: ExperimentResult, parent: Path, *, index: int = 1, cycle: int = 1) -> Path:
+    """Write one experiment's files into a new folder under ``parent``; returns the folder."""
+    folder = create_unique_dir(parent, experiment_dir_name(result, index=index, cycle=cycle))
+    config = result.config.model_dump(mode="json")
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(
+        folder / "environment.json", result.environment.model_dump_json(indent=2) + "\n"
+    )
+    # result.json last: its presence marks a complete experiment folder.
+    atomic_write_text(folder / "result.json", result.model_dump_json(indent=2) + "\n")
+    return folder
+
+
+def load_result(path: Path) -> ExperimentResult:
+    """Read ``result.json`` (or the folder holding it) back into an ExperimentResult."""
+    file = path / "result.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        return ExperimentResult.model_validate(data)
+    except FileNotFoundError:
+        raise ResultError(f"no result at {file}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as err:
+        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+
+
+def _write_error(path: Path, err: OSError) -> ResultError:
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EDQUOT: "the disk quota is exceeded",
+    }
+    reason = reasons.get(err.errno or 0, err.strerror or str(err))
+    return ResultError(
+        f"cannot write results to {path}: {reason}",
+        hint="free space or choose another folder with --output; files already written are kept",
+    )
