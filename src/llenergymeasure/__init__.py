@@ -1,0 +1,45 @@
+"""Measure the energy, throughput, latency and compute cost of LLM inference.
+
+Public API::
+
+    from llenergymeasure import ExperimentConfig, run_experiment
+    result = run_experiment(ExperimentConfig(task={"model": "smollm2-135m"}))
+
+Importing this package never imports torch, transformers or any engine.
+"""
+
+from llenergymeasure._version import tool_version
+from llenergymeasure.config.hashing import measurement_config_hash
+from llenergymeasure.config.loading import load_experiment_config
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.errors import (
+    ConfigError,
+    EnergyError,
+    EngineError,
+    LlemError,
+    PreflightError,
+    ResultError,
+    StudyError,
+)
+from llenergymeasure.experiment.run import run_experiment
+from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.results.persistence import load_result
+
+__version__ = tool_version()
+
+__all__ = [
+    "ConfigError",
+    "EnergyError",
+    "EngineError",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "LlemError",
+    "PreflightError",
+    "ResultError",
+    "StudyError",
+    "__version__",
+    "load_experiment_config",
+    "load_result",
+    "measurement_config_hash",
+    "run_experiment",
+]

@@ -1,0 +1,83 @@
+"""The ``llem`` command: a thin typer shell that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from llenergymeasure._version import tool_version
+from llenergymeasure.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, exit_code_for
+from llenergymeasure.cli.run import run_command
+from llenergymeasure.errors import LlemError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="llem",
+    help="Measure the energy, throughput and latency of LLM inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"llem {tool_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """Measure the energy, throughput and latency of LLM inference."""
+
+
+app.command("run")(run_command)
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and return its exit code (no traceback unless --verbose)."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in args or "-v" in args
+    try:
+        app(args=args, prog_name="llem", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.Abort:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        _error("interrupted; results already written are kept")
+        return EXIT_INTERRUPTED
+    except click.ClickException as err:
+        _error(err.format_message(), "see `llem --help` or `llem run --help`")
+        return EXIT_USAGE if isinstance(err, click.UsageError) else EXIT_RUNTIME
+    except LlemError as err:
+        if verbose:
+            traceback.print_exc()
+        _error(err.message, err.hint)
+        return exit_code_for(err)
+    except Exception as err:
+        if verbose:
+            traceback.print_exc()
+        _error(f"internal error: {type(err).__name__}: {err}", "rerun with --verbose and report it")
+        return EXIT_RUNTIME
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""``llem run``: one experiment from flags and/or a config file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from llenergymeasure.cli.progress import RichReporter
+from llenergymeasure.cli.render import result_table, warnings_table
+from llenergymeasure.config.loading import UserConfig, load_experiment_config, load_user_config
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.errors import ConfigError
+from llenergymeasure.experiment.preflight import Plan, run_preflight
+from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.run import run_experiment, write_single_run
+
+__all__ = ["QUICK_LOOK", "run_command"]
+
+# With no model and no config: a quick first look, not the full methodology.
+QUICK_LOOK: dict[str, Any] = {
+    "task.dataset.n_prompts": 20,
+    "task.max_output_tokens": 64,
+    "measurement.warmup.n_warmup": 2,
+}
+QUICK_LOOK_LINE = (
+    "Quick first look: bundled SmolLM2-135M, 20 prompts × 64 output tokens, 2 warm-up runs. "
+    "For the full defaults (100 prompts × 256 tokens, 5 warm-up runs): "
+    "llem run --model smollm2-135m"
+)
+
+_BATCH_KEY = {
+    "transformers": "transformers.batch_size",
+    "fake": "fake.batch_size",
+    "vllm": "vllm.engine.max_num_seqs",
+    "tensorrt": "tensorrt.max_batch_size",
+}
+_DTYPE_KEY = {
+    "transformers": "transformers.dtype",
+    "vllm": "vllm.dtype",
+    "tensorrt": "tensorrt.dtype",
+}
+
+
+def resolve_cli_config(
+    config_file: Path | None,
+    flags: dict[str, Any],
+    *,
+    batch_size: int | None,
+    dtype: str | None,
+    user: UserConfig,
+) -> tuple[ExperimentConfig, bool]:
+    """The config from file + flags; True when it is the zero-config quick look."""
+    quick = config_file is None and "task.model" not in flags
+    overrides = {**(QUICK_LOOK if quick else {}), **flags}
+    config = load_experiment_config(config_file, overrides, user=user)
+    engine_keyed: dict[str, Any] = {}
+    if batch_size is not None:
+        engine_keyed[_BATCH_KEY[config.engine]] = batch_size
+    if dtype is not None:
+        if config.engine not in _DTYPE_KEY:
+            raise ConfigError(f"--dtype does not apply to engine `{config.engine}`")
+        engine_keyed[_DTYPE_KEY[config.engine]] = dtype
+    if engine_keyed:
+        config = load_experiment_config(config_file, {**overrides, **engine_keyed}, user=user)
+    return config, quick
+
+
+def run_command(
+    config_file: Path | None = typer.Argument(
+        None, metavar="[CONFIG]", help="experiment YAML/JSON file", show_default=False
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="alias, local folder, .gguf, or cached HF id"
+    ),
+    engine: str | None = typer.Option(
+        None, "--engine", "-e", help="transformers (default) or fake"
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="builtin, a .jsonl path, or synthetic"
+    ),
+    n_prompts: int | None = typer.Option(None, "-n", "--n-prompts", help="number of prompts"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="requests per batch"),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32, float16 or bfloat16"),
+    max_output_tokens: int | None = typer.Option(
+        None, "--max-output-tokens", help="max new tokens"
+    ),
+    energy: str | None = typer.Option(
+        None, "--energy", help="energy sampler: auto, estimate, none, …"
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="results folder (default: results/)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="validate and print the plan; run nothing"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="tracebacks on errors"),
+) -> None:
+    """Run one experiment and print its result; files go under results/."""
+    flags = {
+        key: value
+        for key, value in {
+            "task.model": model,
+            "engine": engine,
+            "task.dataset.source": dataset,
+            "task.dataset.n_prompts": n_prompts,
+            "task.max_output_tokens": max_output_tokens,
+            "measurement.energy_sampler": energy,
+        }.items()
+        if value is not None
+    }
+    user = load_user_config()
+    config, quick = resolve_cli_config(
+        config_file, flags, batch_size=batch_size, dtype=dtype, user=user
+    )
+    err = Console(stderr=True, quiet=quiet, highlight=False)
+    out = Console(highlight=False)
+    if quick:
+        err.print(QUICK_LOOK_LINE)
+    if config.task.trust_remote_code:
+        err.print(
+            "[yellow]note:[/] trust_remote_code is true: the model folder's own code will run"
+        )
+    if dry_run:
+        plan = run_preflight(config, user=user)
+        _print_plan(out, config, plan)
+        return
+    reporter = NullReporter() if quiet else RichReporter(err)
+    result = run_experiment(config, reporter=reporter, user_config=user)
+    root = output or Path(user.results_dir or "results")
+    folder = write_single_run(result, root)
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        out.print(result_table(result))
+        table = warnings_table(result)
+        if table is not None:
+            out.print(table)
+    err.print(f"results written to {folder}")
+
+
+def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:
+    out.print("# resolved config", style="bold")
+    out.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), markup=False)
+    table = Table(title="plan (nothing has run)", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    task = config.task
+    memory = f"~{plan.memory_estimate_mib:,.0f} MiB" if plan.memory_estimate_mib else "unknown"
+    warm = config.measurement.warmup
+    for name, value in [
+        ("runs", "1 experiment, 1 cycle"),
+        ("engine", f"{plan.engine.name} on {', '.join(plan.devices)}"),
+        ("model", f"{task.model} → {plan.model.path} ({plan.model.kind})"),
+        ("prompts", f"{task.dataset.n_prompts} from {task.dataset.source}, {task.dataset.order}"),
+        (
+            "tokens",
+            f"input ≤ {task.max_input_tokens}, output ≤ {task.max_output_tokens} per prompt",
+        ),
+        ("batch size", str(config.batch_size)),
+        ("warm-up", f"{warm.n_warmup} runs of one batch" if warm.enabled else "disabled"),
+        ("energy sampler", f"{plan.sampler.name}: {plan.sampler_reason}"),
+        ("model memory estimate", memory),
+        ("config hash", json.dumps(_hash(config))),
+    ]:
+        table.add_row(name, value)
+    out.print(table)
+
+
+def _hash(config: ExperimentConfig) -> str:
+    from llenergymeasure.config.hashing import measurement_config_hash
+
+    return measurement_config_hash(config)

@@ -1,0 +1,56 @@
+"""Prompt text -> input ids, identically for every engine built on a Hugging Face tokenizer.
+
+Truncation is applied to the prompt's own text so that the chat template's
+markers survive: the whole model input (template included) is at most
+``max_input_tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llenergymeasure.errors import EngineError
+
+__all__ = ["has_chat_template", "input_ids_for"]
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether the tokenizer carries a chat template."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _templated_ids(tokenizer: Any, text: str) -> list[int]:
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
+    if isinstance(rendered, Mapping):  # some versions return an encoding even when asked for text
+        rendered = rendered["input_ids"]
+    return list(tokenizer.encode(str(rendered), add_special_tokens=False))
+
+
+def input_ids_for(
+    tokenizer: Any, text: str, *, max_input_tokens: int, use_chat_template: bool
+) -> list[int]:
+    """Token ids of one prompt, chat-templated when asked, at most ``max_input_tokens`` long."""
+    if not use_chat_template:
+        return list(tokenizer.encode(text, add_special_tokens=True))[:max_input_tokens]
+    overhead = len(_templated_ids(tokenizer, ""))
+    budget = max_input_tokens - overhead
+    if budget < 1:
+        raise EngineError(
+            f"task.max_input_tokens ({max_input_tokens}) leaves no room for the prompt: "
+            f"the chat template alone takes {overhead} tokens",
+            hint=f"raise task.max_input_tokens above {overhead} or set task.chat_template: false",
+        )
+    content = list(tokenizer.encode(text, add_special_tokens=False))
+    if len(content) <= budget:
+        return _templated_ids(tokenizer, text)
+    # Decoding a cut token sequence and re-encoding can merge or split a token
+    # at the edge, so shrink until the templated input fits.
+    while budget >= 1:
+        ids = _templated_ids(tokenizer, tokenizer.decode(content[:budget]))
+        if len(ids) <= max_input_tokens:
+            return ids
+        budget -= len(ids) - max_input_tokens
+    raise EngineError(f"could not truncate a prompt to {max_input_tokens} tokens")

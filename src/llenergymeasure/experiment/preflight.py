@@ -1,0 +1,152 @@
+"""Step 1: check everything that can be checked before loading, then fail once with all problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import psutil
+
+from llenergymeasure.config.loading import UserConfig
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.datasets import Prompt, load_prompts
+from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.registry import select_sampler
+from llenergymeasure.engines.base import Engine
+from llenergymeasure.engines.registry import get_engine
+from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
+from llenergymeasure.errors import LlemError, PreflightError
+from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
+
+__all__ = ["Plan", "estimate_model_memory_mib", "run_preflight"]
+
+_MIB = 2**20
+_BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
+# GGUF files here hold ~4.5-bit weights that are dequantised to float32 on load.
+_GGUF_EXPANSION = 8
+
+
+_T = TypeVar("_T")
+
+
+class _Problems:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.hints: list[str] = []
+
+    def attempt(self, check: Callable[[], _T]) -> _T | None:
+        try:
+            return check()
+        except LlemError as err:
+            self.messages.append(err.message)
+            if err.hint:
+                self.hints.append(err.hint)
+            return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What pre-flight found: everything the later steps need, already checked."""
+
+    config: ExperimentConfig
+    engine: Engine
+    model: ResolvedModel
+    sampler: EnergySampler
+    sampler_reason: str
+    devices: list[str]
+    prompts: list[Prompt] | None  # None for synthetic prompts, built once the tokenizer exists
+    memory_estimate_mib: float | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def on_gpu(self) -> bool:
+        return any(d.startswith("cuda") for d in self.devices)
+
+
+def run_preflight(
+    config: ExperimentConfig,
+    *,
+    user: UserConfig,
+    engine: Engine | None = None,
+    sampler: EnergySampler | None = None,
+) -> Plan:
+    """Check engine, model, dataset, device, memory and energy sampler; raise once for all."""
+    found = _Problems()
+    problems, attempt = found.messages, found.attempt
+
+    if engine is None:
+        engine = attempt(lambda: get_engine(config.engine))
+    if engine is not None:
+        availability = engine.probe()
+        if not availability.available:
+            problems.append(f"engine `{config.engine}` is unavailable: {availability.reason}")
+    model = attempt(lambda: resolve_model(config.task.model))
+    prompts = None
+    if config.task.dataset.source != "synthetic":
+        prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
+    devices = engine.devices(config) if engine is not None else ["cpu"]
+    memory_mib = None
+    if engine is not None and model is not None:
+        problems.extend(engine.preflight(config, model))
+        memory_mib = estimate_model_memory_mib(model, config)
+        problems.extend(_memory_problems(memory_mib, devices))
+    reason = f"given explicitly ({type(sampler).__name__})"
+    if sampler is None:
+        tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
+        chosen = attempt(
+            lambda: select_sampler(
+                config.measurement.energy_sampler,
+                watts_per_thread=tdp.watts_per_thread,
+                tdp_source=tdp.source,
+            ),
+        )
+        if chosen is not None:
+            sampler, reason = chosen
+    if problems or engine is None or model is None or sampler is None:
+        raise PreflightError(problems, hint=found.hints[0] if found.hints else None)
+    return Plan(
+        config=config,
+        engine=engine,
+        model=model,
+        sampler=sampler,
+        sampler_reason=reason,
+        devices=devices,
+        prompts=prompts,
+        memory_estimate_mib=memory_mib,
+    )
+
+
+def estimate_model_memory_mib(model: ResolvedModel, config: ExperimentConfig) -> float | None:
+    """Rough weight memory from the files on disk (an upper-end guess for GGUF)."""
+    if model.is_gguf:
+        converted = converted_cache_dir(model)
+        if converted.is_dir():
+            return _weights_bytes(list(converted.glob("*.safetensors"))) / _MIB
+        return model.path.stat().st_size * _GGUF_EXPANSION / _MIB
+    files = list(model.path.glob("*.safetensors")) or list(model.path.glob("*.bin"))
+    if not files:
+        return None
+    size = _weights_bytes(files)
+    dtype = config.transformers.dtype if config.transformers else None
+    # Files on disk are usually 16-bit; float32 doubles them.
+    return size * (2 if dtype == "float32" else 1) / _MIB
+
+
+def _weights_bytes(files: list[Path]) -> float:
+    return float(sum(f.stat().st_size for f in files))
+
+
+def _memory_problems(memory_mib: float | None, devices: list[str]) -> list[str]:
+    if memory_mib is None or any(d.startswith("cuda") for d in devices):
+        return []  # device memory is checked by the engine when it loads
+    available_mib = psutil.virtual_memory().available / _MIB
+    if memory_mib > available_mib:
+        return [
+            f"the model needs about {memory_mib:,.0f} MiB but only {available_mib:,.0f} MiB "
+            "of host memory is available"
+        ]
+    return []
