@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -62,10 +63,15 @@ class ResolvedModel:
         return self.kind in ("bundled-gguf", "gguf")
 
 
-def resolve_model(spec: str, *, hf_cache: Path | None = None) -> ResolvedModel:
+def resolve_model(
+    spec: str,
+    *,
+    hf_cache: Path | None = None,
+    bundled: Mapping[str, BundledModel] = BUNDLED_MODELS,
+) -> ResolvedModel:
     """Resolve ``task.model`` to something on disk, or raise ConfigError naming what was tried."""
-    if spec in BUNDLED_MODELS:
-        return _resolve_bundled(spec, BUNDLED_MODELS[spec])
+    if spec in bundled:
+        return _resolve_bundled(spec, bundled[spec])
     path = Path(spec).expanduser()
     if path.exists():
         return _resolve_path(spec, path)
@@ -76,7 +82,7 @@ def resolve_model(spec: str, *, hf_cache: Path | None = None) -> ResolvedModel:
         found = _find_in_hf_cache(spec, cache)
         if found is not None:
             return ResolvedModel(spec, "hf-cache", found, _label(spec))
-    known = ", ".join(sorted(BUNDLED_MODELS))
+    known = ", ".join(sorted(bundled))
     raise ConfigError(
         f"model `{spec}` not found: not a bundled alias ({known}), not a local path, "
         f"and not in the local Hugging Face cache ({cache}); nothing is downloaded at run time",

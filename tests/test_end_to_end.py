@@ -1,0 +1,62 @@
+"""The real CLI on the real bundled model, on the CPU: the journey of DESIGN §2.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+
+def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llenergymeasure",
+            "run",
+            "--model",
+            "smollm2-135m",
+            "-n",
+            "4",
+            "--batch-size",
+            "2",
+            "--max-output-tokens",
+            "8",
+            "--dtype",
+            "float32",
+            "--output",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["engine"] == "transformers"
+    assert result["model"]["name"] == "smollm2-135m"
+    assert result["tokens"]["n_completed"] == 4
+    assert 0 < result["tokens"]["n_output_tokens"] <= 4 * 8
+    assert result["throughput"]["output_tokens_per_s"] > 0
+    assert result["latency"]["ttft"]["p50_ms"] > 0
+    energy = result["energy"]
+    assert energy["sampler"] == "estimate"
+    assert energy["method"] == "estimated" and energy["confidence"] == "low"
+    assert energy["total_j"] is None or energy["total_j"] > 0  # never a made-up zero
+    codes = {w["code"] for w in result["warnings"]}
+    assert "short_window" in codes
+    (run_dir,) = out.iterdir()
+    (exp_dir,) = run_dir.iterdir()
+    assert exp_dir.name.startswith("001_c1_smollm2-135m-transformers_")
+    on_disk = json.loads((exp_dir / "result.json").read_text())
+    assert on_disk["measurement_config_hash"] == result["measurement_config_hash"]
+    assert {p.name for p in exp_dir.iterdir()} == {"result.json", "config.yaml", "environment.json"}
