@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 
 from llenergymeasure._version import tool_version
@@ -53,29 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in args or "-v" in args
     try:
-        app(args=args, prog_name="llem", standalone_mode=False)
-    except click.exceptions.Exit as done:
+        code = app(args=args, prog_name="llem", standalone_mode=False)
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.exceptions.Abort:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        _error("interrupted; results already written are kept")
-        return EXIT_INTERRUPTED
-    except click.ClickException as err:
+    except (typer.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+    except typer.TyperException as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            return 0  # the help has been printed: that is what a bare `llem` asks for
         _error(err.format_message(), "see `llem --help` or `llem run --help`")
-        return EXIT_USAGE if isinstance(err, click.UsageError) else EXIT_RUNTIME
+        return int(getattr(err, "exit_code", EXIT_USAGE))
     except LlemError as err:
         if verbose:
             traceback.print_exc()
         _error(err.message, err.hint)
         return exit_code_for(err)
-    except Exception as err:
+    except Exception as err:  # the last line of defence: never a bare traceback
         if verbose:
             traceback.print_exc()
         _error(f"internal error: {type(err).__name__}: {err}", "rerun with --verbose and report it")
         return EXIT_RUNTIME
-    return 0
+    # typer turns Ctrl-C inside a command into a returned exit code rather than an exception.
+    if code == EXIT_INTERRUPTED:
+        _error("interrupted; results already written are kept")
+    return int(code) if isinstance(code, int) else 0
 
 
 def run() -> None:

@@ -121,7 +121,8 @@ def run_command(
     config, quick = resolve_cli_config(
         config_file, flags, batch_size=batch_size, dtype=dtype, user=user
     )
-    err = Console(stderr=True, quiet=quiet, highlight=False)
+    # soft_wrap: one message stays one line in logs (paths must not be split).
+    err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
     out = Console(highlight=False)
     if quick:
         err.print(QUICK_LOOK_LINE)

@@ -9,26 +9,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llenergymeasure._version import tool_version
+from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergyReading
 from llenergymeasure.engines.base import ModelInfo, RequestOutput
 from llenergymeasure.experiment.measurement import Window
+from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.results.models import (
     EnergyResult,
+    EnvironmentSnapshot,
+    ExperimentResult,
     FlopsResult,
     LatencyResult,
     LatencyStats,
     MeasurementWarning,
     MemoryResult,
+    ModelIdentity,
     PowerResult,
     RequestRecord,
     ThroughputResult,
+    TimingResult,
     TokenCounts,
+    WarmupResult,
+    WindowResult,
 )
 
 __all__ = [
     "MIN_WINDOW_S",
     "Metrics",
+    "build_result",
     "compute_metrics",
     "energy_result",
     "flops_result",
@@ -209,11 +219,17 @@ def measurement_warnings(window: Window, energy: EnergyResult) -> list[Measureme
             )
         )
     if energy.total_j is None:
+        disabled = energy.sampler == "none"
         found.append(
             MeasurementWarning(
                 code="no_energy",
-                message="no energy figure for this run",
-                remedy="set measurement.energy_sampler to auto or estimate",
+                message="no energy figure for this run"
+                + (" (energy measurement disabled)" if disabled else " (no reading in the window)"),
+                remedy=(
+                    "set measurement.energy_sampler to auto"
+                    if disabled
+                    else "lengthen the window: more prompts or more output tokens"
+                ),
             )
         )
     if window.duration_s < MIN_WINDOW_S:
@@ -232,3 +248,52 @@ def measurement_warnings(window: Window, energy: EnergyResult) -> list[Measureme
             MeasurementWarning(code="energy_sampler", message=text, remedy="see the message")
         )
     return found
+
+
+def build_result(
+    plan: Plan,
+    info: ModelInfo,
+    prompt_ids: Sequence[str],
+    warmup: WarmupResult,
+    window: Window,
+    timings: TimingResult,
+    environment: EnvironmentSnapshot,
+) -> ExperimentResult:
+    """The ExperimentResult of one experiment: identity, config, metrics, warnings."""
+    config = plan.config
+    config_hash = measurement_config_hash(config)
+    metrics = compute_metrics(window, info, config, plan.sampler_reason, prompt_ids)
+    return ExperimentResult(
+        experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
+        measurement_config_hash=config_hash,
+        tool_version=tool_version(),
+        engine=config.engine,
+        engine_version=info.engine_version,
+        engine_args=info.engine_args,
+        model=ModelIdentity(
+            name=config.task.model,
+            resolved=str(plan.model.path),
+            kind=plan.model.kind,
+            resolved_label=plan.model.label,
+            n_params=info.n_params,
+            n_non_embedding_params=info.n_non_embedding_params,
+            dtype=info.dtype,
+            device=info.device,
+        ),
+        config=config,
+        window=WindowResult(
+            started_at=window.started_at, ended_at=window.ended_at, duration_s=window.duration_s
+        ),
+        tokens=metrics.tokens,
+        throughput=metrics.throughput,
+        latency=metrics.latency,
+        energy=metrics.energy,
+        power=metrics.power,
+        warmup=warmup,
+        flops=metrics.flops,
+        memory=metrics.memory,
+        timings=timings,
+        environment=environment,
+        warnings=tuple(measurement_warnings(window, metrics.energy)),
+        requests=metrics.requests,
+    )

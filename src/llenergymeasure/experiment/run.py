@@ -7,23 +7,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure._version import tool_version
-from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.loading import UserConfig, load_user_config, validate_experiment
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.engines.base import Engine
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
 from llenergymeasure.experiment.measurement import measure_window
-from llenergymeasure.experiment.metrics import compute_metrics, measurement_warnings
+from llenergymeasure.experiment.metrics import build_result
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.warmup import run_warmup
 from llenergymeasure.results.models import (
     ExperimentResult,
-    ModelIdentity,
     TimingResult,
-    WindowResult,
 )
 from llenergymeasure.results.persistence import create_unique_dir, run_dir_name, write_experiment
 from llenergymeasure.system.environment import EnvironmentCapture
@@ -73,48 +69,17 @@ def run_experiment(
             window = measure_window(model, prompts.prepared, plan.sampler, reporter)
     finally:
         model.close()
-    # 8. metrics and the result object
-    metrics = compute_metrics(window, model.info, config, plan.sampler_reason, prompts.ids)
-    result = ExperimentResult(
-        experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{measurement_config_hash(config)[:8]}",
-        measurement_config_hash=measurement_config_hash(config),
-        tool_version=tool_version(),
-        engine=config.engine,
-        engine_version=model.info.engine_version,
-        engine_args=model.info.engine_args,
-        model=ModelIdentity(
-            name=config.task.model,
-            resolved=str(plan.model.path),
-            kind=plan.model.kind,
-            resolved_label=plan.model.label,
-            n_params=model.info.n_params,
-            n_non_embedding_params=model.info.n_non_embedding_params,
-            dtype=model.info.dtype,
-            device=model.info.device,
-        ),
-        config=config,
-        window=WindowResult(
-            started_at=window.started_at, ended_at=window.ended_at, duration_s=window.duration_s
-        ),
-        tokens=metrics.tokens,
-        throughput=metrics.throughput,
-        latency=metrics.latency,
-        energy=metrics.energy,
-        power=metrics.power,
-        warmup=warmup,
-        flops=metrics.flops,
-        memory=metrics.memory,
-        timings=TimingResult(
-            preflight_s=t_preflight - t_start,
-            load_s=t_load - t_preflight,
-            prepare_s=t_prepare - t_load,
-            warmup_s=t_warmup - t_prepare,
-            window_s=window.duration_s,
-            total_s=time.perf_counter() - t_start,
-        ),
-        environment=environment.result(),
-        warnings=tuple(measurement_warnings(window, metrics.energy)),
-        requests=metrics.requests,
+    # 8. metrics, warnings and the result object
+    timings = TimingResult(
+        preflight_s=t_preflight - t_start,
+        load_s=t_load - t_preflight,
+        prepare_s=t_prepare - t_load,
+        warmup_s=t_warmup - t_prepare,
+        window_s=window.duration_s,
+        total_s=time.perf_counter() - t_start,
+    )
+    result = build_result(
+        plan, model.info, prompts.ids, warmup, window, timings, environment.result()
     )
     if output_dir is not None:
         write_single_run(result, Path(output_dir))

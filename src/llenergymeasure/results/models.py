@@ -15,17 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from llenergymeasure.config.models import ExperimentConfig
 
 __all__ = [
-    "Availability",
     "METHODOLOGY_VERSION",
     "SCHEMA_VERSION",
+    "Availability",
     "BaselineResult",
     "DomainEnergy",
     "EnergyResult",
     "EnvironmentSnapshot",
     "ExperimentResult",
     "FlopsResult",
-    "LatencyStats",
     "LatencyResult",
+    "LatencyStats",
     "MeasurementWarning",
     "MemoryResult",
     "Methodology",
@@ -90,7 +90,9 @@ class EnergyResult(_Frozen):
     confidence: Confidence | None
     domains: tuple[DomainEnergy, ...] = ()
     total_j: float | None
-    adjusted_j: float | None = Field(description="total minus baseline power x window; None without a baseline")
+    adjusted_j: float | None = Field(
+        description="total minus baseline power x window; None without a baseline"
+    )
     baseline: BaselineResult | None = None
     j_per_output_token: float | None
     j_per_request: float | None = Field(

@@ -52,7 +52,7 @@ def atomic_write_text(path: Path, text: str) -> None:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # noqa: PTH105 - the one rename syscall, patched in fault tests
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -92,7 +92,9 @@ def experiment_dir_name(result: ExperimentResult, *, index: int, cycle: int) -> 
     return f"{index:03d}_c{cycle}_{label}_{result.measurement_config_hash[:8]}"
 
 
-def write_experiment(result: ExperimentResult, parent: Path, *, index: int = 1, cycle: int = 1) -> Path:
+def write_experiment(
+    result: ExperimentResult, parent: Path, *, index: int = 1, cycle: int = 1
+) -> Path:
     """Write one experiment's files into a new folder under ``parent``; returns the folder."""
     folder = create_unique_dir(parent, experiment_dir_name(result, index=index, cycle=cycle))
     config = result.config.model_dump(mode="json")
