@@ -48,6 +48,9 @@ class EnergySampler(Protocol):
     """An energy source. ``begin`` starts a window, ``end`` closes it and returns the reading."""
 
     name: str
+    # True when the reading covers the whole device, idle power included, so that an idle
+    # baseline is meaningful; False for figures already attributed to this process.
+    needs_baseline: bool
 
     def probe(self) -> Availability:
         """Can this sampler read energy on this host? Cheap, no side effects."""

@@ -43,6 +43,7 @@ class EstimateSampler:
     """
 
     name = "estimate"
+    needs_baseline = False
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class NoEnergySampler:
     """Measures nothing: for ``measurement.energy_sampler: none``. Its total is None, never 0."""
 
     name = "none"
+    needs_baseline = False
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock if clock is not None else time.perf_counter

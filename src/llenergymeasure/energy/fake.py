@@ -30,6 +30,7 @@ class FakeEnergySampler:
     """
 
     name = "fake"
+    needs_baseline = True
 
     def __init__(
         self,

@@ -1,0 +1,235 @@
+"""The simulated NVML: scripted GPUs answer like pynvml, in NVML's units, on a manual clock."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from llenergymeasure.energy.simulated_nvml import (
+    ManualClock,
+    NVMLError,
+    NVMLError_DriverNotLoaded,
+    NVMLError_GpuIsLost,
+    NVMLError_InvalidArgument,
+    NVMLError_NotSupported,
+    NVMLError_Uninitialized,
+    SimulatedGpu,
+    SimulatedNvml,
+)
+
+
+def ramp_w(t: float) -> float:
+    """100 W rising to 300 W over 10 s, then flat."""
+    return 100.0 + 20.0 * min(t, 10.0)
+
+
+def started(*gpus: SimulatedGpu, clock: ManualClock) -> SimulatedNvml:
+    nvml = SimulatedNvml(gpus, clock=clock)
+    nvml.nvmlInit()
+    return nvml
+
+
+def test_constant_power_counter_is_exact_in_millijoules() -> None:
+    clock = ManualClock()
+    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=150.0), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    before = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    clock.advance(12.0)
+    after = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    assert isinstance(after, int)
+    assert after - before == 1_800_000  # 150 W x 12 s = 1,800 J
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 150_000  # mW
+
+
+def test_scripted_ramp_counter_matches_the_analytic_integral() -> None:
+    clock = ManualClock()
+    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=ramp_w), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    readings = []
+    for _ in range(30):  # read often: the incremental integral must add up the same
+        clock.advance(0.5)
+        readings.append(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    # 0-10 s: 100*10 + 20*10^2/2 = 2,000 J; 10-15 s: 300 W x 5 s = 1,500 J
+    assert readings[-1] / 1000 == pytest.approx(3500.0, abs=0.002)
+    assert readings == sorted(readings)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 300_000
+
+
+def test_nonlinear_script_counter_is_close_to_the_true_integral() -> None:
+    clock = ManualClock()
+    nvml = started(
+        SimulatedGpu("H100", "GPU-a", power_w=lambda t: 200.0 + 100.0 * math.sin(t)),
+        clock=clock,
+    )
+    clock.set(7.0)
+    truth_j = 200.0 * 7.0 + 100.0 * (1.0 - math.cos(7.0))
+    counter_mj = nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0))
+    assert counter_mj / 1000 == pytest.approx(truth_j, abs=0.002)
+    assert nvml.energy_j(0, 7.0) == pytest.approx(truth_j, rel=1e-9)
+
+
+def test_counter_starts_at_its_scripted_origin() -> None:
+    clock = ManualClock(100.0)  # the script's time starts when the simulation is built
+    nvml = started(
+        SimulatedGpu("H100", "GPU-a", power_w=50.0, energy_counter_start_mj=9_000_000_000),
+        clock=clock,
+    )
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) == 9_000_000_000
+    clock.advance(2.0)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) == 9_000_100_000
+
+
+def test_gpu_without_a_counter_says_not_supported() -> None:
+    nvml = started(
+        SimulatedGpu("Tesla P100", "GPU-p", has_energy_counter=False), clock=ManualClock()
+    )
+    with pytest.raises(NVMLError_NotSupported) as caught:
+        nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(0))
+    assert caught.value.value == 3
+    assert isinstance(caught.value, nvml.NVMLError)
+    assert str(caught.value) == "Not Supported"
+
+
+def test_gpu_fails_from_its_scripted_time_on() -> None:
+    clock = ManualClock()
+    nvml = started(SimulatedGpu("H100", "GPU-a", fail_after_s=5.0), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(4.9)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 100_000
+    clock.set(5.0)
+    for call in (
+        nvml.nvmlDeviceGetPowerUsage,
+        nvml.nvmlDeviceGetTotalEnergyConsumption,
+        nvml.nvmlDeviceGetUUID,
+    ):
+        with pytest.raises(NVMLError_GpuIsLost) as caught:
+            call(handle)
+        assert caught.value.value == 15
+    assert str(caught.value) == "GPU is lost"
+
+
+def test_calls_before_init_fail_and_init_is_reference_counted() -> None:
+    nvml = SimulatedNvml([SimulatedGpu("H100", "GPU-a")], clock=ManualClock())
+    with pytest.raises(NVMLError_Uninitialized):
+        nvml.nvmlDeviceGetCount()
+    nvml.nvmlInit()
+    nvml.nvmlInit()
+    assert nvml.init_count == 2
+    nvml.nvmlShutdown()
+    assert nvml.nvmlDeviceGetCount() == 1
+    nvml.nvmlShutdown()
+    assert nvml.init_count == 0
+    with pytest.raises(NVMLError_Uninitialized):
+        nvml.nvmlShutdown()
+
+
+def test_init_error_is_raised_by_nvml_init() -> None:
+    nvml = SimulatedNvml([], clock=ManualClock(), init_error=NVMLError_DriverNotLoaded)
+    with pytest.raises(NVMLError) as caught:
+        nvml.nvmlInit()
+    assert str(caught.value) == "Driver Not Loaded"
+    assert nvml.init_count == 0
+
+
+def test_bad_index_is_an_invalid_argument() -> None:
+    nvml = started(SimulatedGpu("H100", "GPU-a"), clock=ManualClock())
+    with pytest.raises(NVMLError_InvalidArgument):
+        nvml.nvmlDeviceGetHandleByIndex(1)
+
+
+def test_identity_settings_and_readings_in_nvml_units() -> None:
+    clock = ManualClock()
+    gpu = SimulatedGpu(
+        "NVIDIA A100-SXM4-80GB",
+        "GPU-1234",
+        temperature_c=lambda t: 40.0 + t,
+        sm_clock_mhz=1410.0,
+        utilisation_pct=87.0,
+        memory_total_mib=81_920,
+        memory_used_mib=2048.0,
+        power_limit_w=300.0,
+        default_power_limit_w=400.0,
+        persistence_mode=False,
+        mig_mode=None,
+        ecc_enabled=True,
+        compute_capability=(8, 0),
+    )
+    nvml = started(gpu, clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(3.0)
+    assert nvml.nvmlDeviceGetName(handle) == "NVIDIA A100-SXM4-80GB"
+    assert nvml.nvmlDeviceGetUUID(handle) == "GPU-1234"
+    assert nvml.nvmlSystemGetDriverVersion() == "550.54.15"
+    assert nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU) == 43
+    assert nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) == 1410
+    rates = nvml.nvmlDeviceGetUtilizationRates(handle)
+    assert (rates.gpu, rates.memory) == (87, 87)
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    assert memory.total == 81_920 * 1024 * 1024
+    assert memory.used == 2048 * 1024 * 1024
+    assert memory.free == memory.total - memory.used
+    assert nvml.nvmlDeviceGetPowerManagementLimit(handle) == 300_000
+    assert nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle) == 400_000
+    assert nvml.nvmlDeviceGetPersistenceMode(handle) == nvml.NVML_FEATURE_DISABLED
+    assert nvml.nvmlDeviceGetEccMode(handle) == (1, 1)
+    assert nvml.nvmlDeviceGetCudaComputeCapability(handle) == (8, 0)
+    with pytest.raises(NVMLError_NotSupported):
+        nvml.nvmlDeviceGetMigMode(handle)
+
+
+def test_throttle_bits_follow_the_script_under_both_names() -> None:
+    clock = ManualClock()
+    nvml = SimulatedNvml([], clock=clock)
+    thermal = nvml.nvmlClocksEventReasonSwThermalSlowdown | nvml.nvmlClocksEventReasonHwSlowdown
+    nvml = started(
+        SimulatedGpu("H100", "GPU-a", throttle_reasons=lambda t: thermal if t >= 2.0 else 0),
+        clock=clock,
+    )
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) == 0
+    clock.set(2.0)
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) == 0x28
+    assert nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle) == 0x28
+
+
+def test_reason_constants_match_nvml() -> None:
+    nvml = SimulatedNvml([], clock=ManualClock())
+    assert nvml.nvmlClocksEventReasonGpuIdle == 0x1
+    assert nvml.nvmlClocksEventReasonSwPowerCap == 0x4
+    assert nvml.nvmlClocksEventReasonHwSlowdown == 0x8
+    assert nvml.nvmlClocksEventReasonSwThermalSlowdown == 0x20
+    assert nvml.nvmlClocksEventReasonHwThermalSlowdown == 0x40
+    assert nvml.nvmlClocksEventReasonHwPowerBrakeSlowdown == 0x80
+    assert nvml.nvmlClocksThrottleReasonSwPowerCap == nvml.nvmlClocksEventReasonSwPowerCap
+    assert nvml.nvmlClocksThrottleReasonHwPowerBrakeSlowdown == 0x80
+
+
+def test_counter_reads_from_two_threads_stay_consistent() -> None:
+    clock = ManualClock()
+    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=ramp_w), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(10.0)
+    results: list[int] = []
+
+    def read() -> None:
+        results.append(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert len(results) == 4
+    assert {round(r / 1000, 2) for r in results} == {2000.0}
+
+
+def test_manual_clock_does_not_go_back() -> None:
+    clock = ManualClock(5.0)
+    with pytest.raises(ValueError, match="does not go back"):
+        clock.set(4.0)
+    with pytest.raises(ValueError, match="does not go back"):
+        clock.advance(-1.0)
+    assert clock.advance(0.5) == 5.5
