@@ -10,15 +10,22 @@ import pytest
 from llenergymeasure import ConfigError, ExperimentResult, load_result, run_experiment
 from llenergymeasure.energy.fake import FakeEnergySampler
 
+SHORT_BASELINE = {"duration_s": 0.3, "strategy": "fresh"}
+
 
 def fake_config(**sections: Any) -> dict[str, Any]:
-    """A small fake-engine experiment: 4 prompts x 4 output tokens, one warm-up run."""
+    """A small fake-engine experiment: 4 prompts x 4 output tokens, one warm-up run.
+
+    The fake sampler reads a whole "device", so a baseline is taken: a short one here.
+    """
     config: dict[str, Any] = {
         "engine": "fake",
         "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 4},
-        "measurement": {"warmup": {"n_warmup": 1}},
+        "measurement": {"warmup": {"n_warmup": 1}, "baseline": SHORT_BASELINE},
     }
+    measurement = sections.pop("measurement", {})
     config.update(sections)
+    config["measurement"] = {**config["measurement"], **measurement}
     return config
 
 
@@ -64,6 +71,29 @@ def test_fake_sampler_energy_is_power_times_window(empty_cwd: Path) -> None:
     assert energy.total_j == pytest.approx(expected_j, rel=0.2)
     assert energy.j_per_output_token == energy.total_j / result.tokens.n_output_tokens
     assert result.power.mean_w == pytest.approx(10.0, rel=0.2)
+
+
+def test_baseline_is_subtracted_and_flagged_when_it_dominates(empty_cwd: Path) -> None:
+    config = fake_config(fake={"token_latency_ms": 5})
+    result = run_experiment(config, sampler=FakeEnergySampler({"cpu:0": 10.0}))
+    energy = result.energy
+    assert energy.baseline is not None
+    assert energy.baseline.power_w_by_domain["cpu:0"] == pytest.approx(10.0, rel=0.05)
+    assert energy.baseline.strategy == "fresh"
+    assert energy.total_j is not None and energy.static_j is not None
+    assert energy.static_j == pytest.approx(energy.baseline.power_w * result.window.duration_s)
+    assert energy.adjusted_j == pytest.approx(max(0.0, energy.total_j - energy.static_j))
+    codes = {w.code for w in result.warnings}
+    # idle power equal to the window's power, and a 0.3 s baseline: both are flagged
+    assert {"high_baseline", "short_baseline"} <= codes
+
+
+def test_process_attributed_estimate_takes_no_baseline(empty_cwd: Path) -> None:
+    result = run_experiment(fake_config(measurement={"energy_sampler": "estimate"}))
+    assert result.energy.baseline is None
+    assert result.energy.baseline_note is not None
+    assert "not applicable" in result.energy.baseline_note
+    assert result.timings.baseline_s < 1.0
 
 
 def test_fake_engine_latencies_follow_its_token_latency(empty_cwd: Path) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from fake_powercap import make_tree
 
+from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
 from llenergymeasure.energy.fake import FakeEnergySampler
 from llenergymeasure.energy.registry import sampler_class, sampler_names, select_sampler
+from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
 from llenergymeasure.errors import EnergyError
 
 
@@ -20,38 +24,89 @@ def test_table_loads_the_classes() -> None:
     assert sampler_class("fake") is FakeEnergySampler
 
 
-def test_auto_falls_back_to_the_labelled_estimate() -> None:
-    sampler, reason = select_sampler("auto", watts_per_thread=4.5, tdp_source="user config")
+def test_auto_falls_back_to_the_labelled_estimate(tmp_path: Path) -> None:
+    chosen = select_sampler(
+        "auto", watts_per_thread=4.5, tdp_source="user config", powercap_root=tmp_path
+    )
+    sampler = chosen.sampler
     assert isinstance(sampler, EstimateSampler)
     assert sampler.watts_per_thread == 4.5
     assert sampler.tdp_source == "user config"
-    assert reason.startswith(
-        "no hardware energy counter readable on this host (no NVML GPU, no RAPL powercap) "
-        "— using the labelled CPU estimate"
+    assert chosen.reason.startswith(
+        "estimate: no hardware energy counter readable on this host — using the labelled CPU "
+        "estimate"
     )
+    assert "passed over: rapl:" in chosen.reason
+    assert [s.name for s in chosen.sources] == ["process"]
+
+
+def test_auto_on_a_gpu_host_measures_gpus_by_nvml_and_the_cpu_by_rapl(tmp_path: Path) -> None:
+    make_tree(tmp_path, n_packages=1)
+    nvml = SimulatedNvml([SimulatedGpu("H200", "GPU-aaa", power_w=150.0)])
+    chosen = select_sampler(
+        "auto",
+        watts_per_thread=10.0,
+        tdp_source="x",
+        devices=["cuda:0"],
+        powercap_root=tmp_path,
+        nvml=nvml,
+    )
+    assert isinstance(chosen.sampler, CompositeSampler)
+    assert chosen.sampler.name == "nvml+rapl"
+    assert chosen.sampler.needs_baseline
+    assert chosen.reason.startswith("nvml: ")
+    assert [s.name for s in chosen.sources] == ["rapl", "nvml", "process"]
+
+
+def test_auto_on_a_gpu_host_without_rapl_estimates_the_cpu(tmp_path: Path) -> None:
+    nvml = SimulatedNvml([SimulatedGpu("H200", "GPU-aaa", power_w=150.0)])
+    chosen = select_sampler(
+        "auto",
+        watts_per_thread=10.0,
+        tdp_source="x",
+        devices=["cuda:0"],
+        powercap_root=tmp_path,
+        nvml=nvml,
+    )
+    assert chosen.sampler.name == "nvml+estimate"
+    assert [s.name for s in chosen.sources] == ["nvml", "process"]
+
+
+def test_auto_without_pynvml_on_a_gpu_config_says_why(tmp_path: Path) -> None:
+    chosen = select_sampler(
+        "auto", watts_per_thread=10.0, tdp_source="x", devices=["cuda:0"], powercap_root=tmp_path
+    )
+    assert chosen.sampler.name == "estimate"
+    assert "nvml: " in chosen.reason and "passed over" in chosen.reason
 
 
 def test_estimate_by_name() -> None:
-    sampler, reason = select_sampler(
-        "estimate", watts_per_thread=10.0, tdp_source="default per-thread"
-    )
-    assert isinstance(sampler, EstimateSampler)
-    assert "estimate" in reason
+    chosen = select_sampler("estimate", watts_per_thread=10.0, tdp_source="default per-thread")
+    assert isinstance(chosen.sampler, EstimateSampler)
+    assert chosen.reason.startswith("requested")
 
 
 def test_none_by_name() -> None:
-    sampler, reason = select_sampler("none", watts_per_thread=10.0, tdp_source="x")
-    assert isinstance(sampler, NoEnergySampler)
-    assert reason == "energy measurement disabled (measurement.energy_sampler: none)"
+    chosen = select_sampler("none", watts_per_thread=10.0, tdp_source="x")
+    assert isinstance(chosen.sampler, NoEnergySampler)
+    assert chosen.reason == "energy measurement disabled (measurement.energy_sampler: none)"
 
 
-@pytest.mark.parametrize("name", ["nvml", "zeus", "rapl", "codecarbon"])
-def test_unimplemented_sampler_says_so(name: str) -> None:
-    with pytest.raises(EnergyError, match="not available in this installation") as info:
-        select_sampler(name, watts_per_thread=10.0, tdp_source="x")
+@pytest.mark.parametrize("name", ["zeus", "rapl", "codecarbon"])
+def test_an_unavailable_named_sampler_says_why_and_suggests_auto(name: str, tmp_path: Path) -> None:
+    with pytest.raises(EnergyError, match="cannot read energy on this host") as info:
+        select_sampler(name, watts_per_thread=10.0, tdp_source="x", powercap_root=tmp_path)
     assert info.value.hint is not None
-    assert "energy_sampler: estimate" in info.value.hint
     assert "auto" in info.value.hint
+
+
+def test_named_nvml_on_the_simulated_device() -> None:
+    nvml = SimulatedNvml([SimulatedGpu("H200", "GPU-aaa", power_w=150.0)])
+    chosen = select_sampler(
+        "nvml", watts_per_thread=10.0, tdp_source="x", devices=["cuda:0"], nvml=nvml
+    )
+    assert chosen.sampler.name == "nvml"
+    assert [s.name for s in chosen.sources] == ["nvml", "process"]
 
 
 def test_unknown_name_suggests_the_closest() -> None:

@@ -236,6 +236,7 @@ def result(config: ExperimentConfig) -> ExperimentResult:
             adjusted_j=250.0,
             baseline=BaselineResult(
                 power_w=10.0,
+                power_w_by_domain={"cpu:0": 10.0},
                 duration_s=30.0,
                 n_samples=300,
                 std_w=0.4,
@@ -243,6 +244,7 @@ def result(config: ExperimentConfig) -> ExperimentResult:
                 strategy="fresh",
                 measured_at=STARTED - timedelta(minutes=1),
                 age_s=60.0,
+                note="measured now",
             ),
             j_per_output_token=375.0 / 128,
             j_per_request=375.0 / 4,
@@ -267,7 +269,14 @@ def result(config: ExperimentConfig) -> ExperimentResult:
         ),
         memory=MemoryResult(peak_host_rss_mib=812.5, peak_device_mib=None, model_memory_mib=513.0),
         timings=TimingResult(
-            preflight_s=0.3, load_s=2.1, prepare_s=0.1, warmup_s=4.2, window_s=12.5, total_s=49.2
+            preflight_s=0.3,
+            baseline_s=30.0,
+            load_s=2.1,
+            prepare_s=0.1,
+            warmup_s=4.2,
+            measure_s=12.6,
+            window_s=12.5,
+            total_s=49.3,
         ),
         environment=EnvironmentSnapshot(
             os="Linux",

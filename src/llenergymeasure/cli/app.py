@@ -8,6 +8,7 @@ import traceback
 import typer
 
 from llenergymeasure._version import tool_version
+from llenergymeasure.cli.doctor import doctor_command
 from llenergymeasure.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, exit_code_for
 from llenergymeasure.cli.run import run_command
 from llenergymeasure.errors import LlemError
@@ -39,6 +40,8 @@ def _root(
 
 
 app.command("run")(run_command)
+app.command("doctor")(doctor_command)
+app.command("config", help="Alias of `llem doctor`.")(doctor_command)
 
 
 def _error(message: str, hint: str | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.results.models import ExperimentResult, LatencyStats
@@ -59,7 +60,7 @@ def result_table(result: ExperimentResult) -> Table:
     if result.flops is not None:
         rows.insert(-3, ("achieved FLOP/s", f"{result.flops.achieved_flops_per_s:,.3g}"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     return table
 
 
@@ -72,5 +73,5 @@ def warnings_table(result: ExperimentResult) -> Table | None:
     table.add_column("what")
     table.add_column("remedy")
     for w in result.warnings:
-        table.add_row(w.code, w.message, w.remedy)
+        table.add_row(w.code, escape(w.message), escape(w.remedy))
     return table

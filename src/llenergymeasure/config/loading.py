@@ -21,6 +21,7 @@ from llenergymeasure.errors import ConfigError
 __all__ = [
     "MAX_CONFIG_BYTES",
     "UserConfig",
+    "carbon_intensity",
     "deep_merge",
     "is_study",
     "load_experiment_config",
@@ -119,6 +120,24 @@ def _parse(text: str, path: Path) -> Any:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from None
+
+
+def carbon_intensity(config: ExperimentConfig) -> float | None:
+    """g CO2/kWh from the config, else ``$LLEM_CARBON_INTENSITY``, else None."""
+    if config.measurement.carbon_intensity_g_per_kwh is not None:
+        return config.measurement.carbon_intensity_g_per_kwh
+    raw = os.environ.get("LLEM_CARBON_INTENSITY")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (0 <= value <= 10_000):
+        raise ConfigError(
+            f"LLEM_CARBON_INTENSITY must be a number of g CO2/kWh between 0 and 10000, got {raw!r}"
+        )
+    return value
 
 
 def is_study(data: Mapping[str, Any]) -> bool:

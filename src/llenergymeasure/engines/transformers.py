@@ -6,8 +6,10 @@ costs nothing, and ``llem --help`` never pulls them in.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
+import io
 import os
 import shutil
 import time
@@ -133,8 +135,12 @@ def ensure_converted(model: ResolvedModel) -> Path:
 
         _quiet_transformers()
         folder, name = str(model.path.parent), model.path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        # The GGUF reader draws its own progress bar on stderr; the caller reports progress.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, local_files_only=True
+            )
         # The weights are dequantised on load; transformers refuses to save a model that still
         # carries the GGUF quantizer, so drop it: what we save is plain float tensors.
         loaded.hf_quantizer = None

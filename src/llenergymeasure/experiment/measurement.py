@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from llenergymeasure.energy.base import EnergyReading, EnergySampler
+from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.engines.base import GenerationOutput, LoadedModel, PreparedPrompts
 from llenergymeasure.experiment.reporter import Reporter
 
@@ -26,18 +27,27 @@ class Window:
 
 
 def measure_window(
-    model: LoadedModel, prepared: PreparedPrompts, sampler: EnergySampler, reporter: Reporter
+    model: LoadedModel,
+    prepared: PreparedPrompts,
+    sampler: EnergySampler,
+    reporter: Reporter,
+    trace: PowerTrace,
 ) -> Window:
-    """Sampler begin -> device sync -> inference over all prompts -> device sync -> sampler end."""
+    """Sampler begin -> device sync -> inference over all prompts -> device sync -> sampler end.
+
+    The trace (already running) gets a mark at each edge of the window.
+    """
     model.reset_peak_memory()
     reporter.start_progress(prepared.n_prompts, "measuring")
     sampler.begin()
     model.synchronize()
     started_at = datetime.now(timezone.utc)
+    trace.mark("window_start")
     t0 = time.perf_counter()
     output = model.generate(prepared, on_progress=reporter.advance)
     model.synchronize()
     duration_s = time.perf_counter() - t0
+    trace.mark("window_end")
     ended_at = datetime.now(timezone.utc)
     energy = sampler.end()
     return Window(

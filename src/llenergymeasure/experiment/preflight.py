@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -13,7 +13,9 @@ from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.registry import select_sampler
+from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.base import Engine
 from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
@@ -57,6 +59,7 @@ class Plan:
     model: ResolvedModel
     sampler: EnergySampler
     sampler_reason: str
+    sources: tuple[TelemetrySource, ...]
     devices: list[str]
     prompts: list[Prompt] | None  # None for synthetic prompts, built once the tokenizer exists
     memory_estimate_mib: float | None
@@ -73,6 +76,7 @@ def run_preflight(
     user: UserConfig,
     engine: Engine | None = None,
     sampler: EnergySampler | None = None,
+    telemetry: Sequence[TelemetrySource] | None = None,
 ) -> Plan:
     """Check engine, model, dataset, device, memory and energy sampler; raise once for all."""
     found = _Problems()
@@ -95,6 +99,9 @@ def run_preflight(
         memory_mib = estimate_model_memory_mib(model, config)
         problems.extend(_memory_problems(memory_mib, devices))
     reason = f"given explicitly ({type(sampler).__name__})"
+    sources: tuple[TelemetrySource, ...] = tuple(telemetry) if telemetry is not None else ()
+    if sampler is not None and telemetry is None:
+        sources = (ProcessTelemetry(),)
     if sampler is None:
         tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
         chosen = attempt(
@@ -102,10 +109,12 @@ def run_preflight(
                 config.measurement.energy_sampler,
                 watts_per_thread=tdp.watts_per_thread,
                 tdp_source=tdp.source,
+                devices=devices,
             ),
         )
         if chosen is not None:
-            sampler, reason = chosen
+            sampler, reason = chosen.sampler, chosen.reason
+            sources = chosen.sources if telemetry is None else sources
     if problems or engine is None or model is None or sampler is None:
         raise PreflightError(problems, hint=found.hints[0] if found.hints else None)
     return Plan(
@@ -114,6 +123,7 @@ def run_preflight(
         model=model,
         sampler=sampler,
         sampler_reason=reason,
+        sources=sources,
         devices=devices,
         prompts=prompts,
         memory_estimate_mib=memory_mib,

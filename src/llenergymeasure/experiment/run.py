@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llenergymeasure.config.loading import UserConfig, load_user_config, validate_experiment
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.telemetry import TelemetrySource
+from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.engines.base import Engine
+from llenergymeasure.experiment.baseline import take_baseline
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
 from llenergymeasure.experiment.measurement import measure_window
 from llenergymeasure.experiment.metrics import build_result
@@ -33,57 +37,84 @@ def run_experiment(
     output_dir: Path | str | None = None,
     engine: Engine | None = None,
     sampler: EnergySampler | None = None,
+    telemetry: Sequence[TelemetrySource] | None = None,
     reporter: Reporter | None = None,
     user_config: UserConfig | None = None,
 ) -> ExperimentResult:
     """Run one experiment and return its result; with ``output_dir`` also write its files.
 
-    ``engine`` and ``sampler`` replace the ones the config names (tests pass fakes).
+    ``engine``, ``sampler`` and ``telemetry`` replace the ones the config and host
+    would give (tests pass fakes: the fake engine, a simulated NVML, ...).
     """
     if not isinstance(config, ExperimentConfig):
         config = validate_experiment(config)
     reporter = reporter or NullReporter()
     user = user_config if user_config is not None else load_user_config()
-    t_start = time.perf_counter()
+    clock = _StepClock()
     environment = EnvironmentCapture().start()  # 2. environment snapshot, in the background
-    with reporter.step("pre-flight"):  # 1. every problem at once
-        plan = run_preflight(config, user=user, engine=engine, sampler=sampler)
-    t_preflight = time.perf_counter()
-    with reporter.step("loading model"):  # 4. load (3. baseline: see the energy samplers)
+    with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
+        plan = run_preflight(config, user=user, engine=engine, sampler=sampler, telemetry=telemetry)
+    with clock("baseline_s"), reporter.step("baseline"):  # 3. idle power, before loading
+        baseline, baseline_note = take_baseline(plan, reporter)
+    with clock("load_s"), reporter.step("loading model"):  # 4. load
         model = load_model(plan)
-    t_load = time.perf_counter()
     try:
-        with reporter.step("preparing prompts"):  # 5. prompts tokenised outside the window
+        with clock("prepare_s"), reporter.step("preparing prompts"):  # 5. outside the window
             prompts = prepare_prompts(plan, model)
-        t_prepare = time.perf_counter()
-        with reporter.step("warm-up"):  # 6. warm-up, thermal floor
-            warmup = run_warmup(
-                model,
-                prompts.warmup,
-                config.measurement.warmup,
-                on_gpu=plan.on_gpu,
-                reporter=reporter,
-            )
-        t_warmup = time.perf_counter()
-        with reporter.step("measuring"):  # 7. the window
-            window = measure_window(model, prompts.prepared, plan.sampler, reporter)
+        trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
+        try:
+            with clock("warmup_s"), reporter.step("warm-up"):  # 6. warm-up, thermal floor
+                trace.mark("warmup_start")
+                warmup = run_warmup(
+                    model,
+                    prompts.warmup,
+                    config.measurement.warmup,
+                    on_gpu=plan.on_gpu,
+                    reporter=reporter,
+                )
+            with clock("measure_s"), reporter.step("measuring"):  # 7. the window
+                window = measure_window(model, prompts.prepared, plan.sampler, reporter, trace)
+        finally:
+            recorded = trace.stop()
     finally:
         model.close()
     # 8. metrics, warnings and the result object
-    timings = TimingResult(
-        preflight_s=t_preflight - t_start,
-        load_s=t_load - t_preflight,
-        prepare_s=t_prepare - t_load,
-        warmup_s=t_warmup - t_prepare,
-        window_s=window.duration_s,
-        total_s=time.perf_counter() - t_start,
-    )
     result = build_result(
-        plan, model.info, prompts.ids, warmup, window, timings, environment.result()
+        plan,
+        model.info,
+        prompts.ids,
+        warmup=warmup,
+        window=window,
+        timings=clock.result(window.duration_s),
+        environment=environment.result(),
+        baseline=baseline,
+        baseline_note=baseline_note,
+        trace=recorded,
     )
     if output_dir is not None:
         write_single_run(result, Path(output_dir))
     return result
+
+
+class _StepClock:
+    """Wall time of each step: ``with clock("load_s"): ...`` times that block."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[step] = time.perf_counter() - began
+
+    def result(self, window_s: float) -> TimingResult:
+        return TimingResult(
+            **self._seconds, window_s=window_s, total_s=time.perf_counter() - self._start
+        )
 
 
 def write_single_run(result: ExperimentResult, root: Path) -> Path:

@@ -19,6 +19,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Availability",
     "BaselineResult",
+    "DevicePower",
+    "DeviceThermal",
     "DomainEnergy",
     "EnergyResult",
     "EnvironmentSnapshot",
@@ -35,6 +37,7 @@ __all__ = [
     "ThroughputResult",
     "TimingResult",
     "TokenCounts",
+    "TraceSummary",
     "WarmupResult",
     "WindowResult",
 ]
@@ -72,6 +75,7 @@ class BaselineResult(_Frozen):
     """Idle power measured before the model was loaded."""
 
     power_w: float
+    power_w_by_domain: dict[str, float]
     duration_s: float
     n_samples: int
     std_w: float | None
@@ -79,6 +83,7 @@ class BaselineResult(_Frozen):
     strategy: str
     measured_at: datetime
     age_s: float
+    note: str
 
 
 class EnergyResult(_Frozen):
@@ -94,20 +99,67 @@ class EnergyResult(_Frozen):
         description="total minus baseline power x window; None without a baseline"
     )
     baseline: BaselineResult | None = None
+    baseline_note: str | None = Field(None, description="why there is no baseline, if none")
+    static_j: float | None = Field(
+        None, description="baseline power x window: the share the idle device would have used"
+    )
     j_per_output_token: float | None
     j_per_request: float | None = Field(
         description="window energy / completed requests; no per-request attribution inside a batch"
     )
     co2_g: float | None = None
+    co2_adjusted_g: float | None = None
+    carbon_intensity_g_per_kwh: float | None = None
     details: dict[str, Any] = Field(
         default_factory=dict, description="sampler-specific provenance, e.g. the TDP used"
     )
+
+
+class DevicePower(_Frozen):
+    """Power statistics of one device over the window, from the trace."""
+
+    device: str
+    mean_w: float
+    p50_w: float
+    p99_w: float
+    peak_w: float
+    n_samples: int
 
 
 class PowerResult(_Frozen):
     mean_w: float | None
     peak_w: float | None
     method: str
+    devices: tuple[DevicePower, ...] = ()
+
+
+class DeviceThermal(_Frozen):
+    """Temperature, clocks and throttling of one device over the window."""
+
+    device: str
+    throttled_s: float | None
+    first_throttle_s: float | None
+    last_throttle_s: float | None
+    reasons: tuple[str, ...]
+    max_temperature_c: float | None
+    min_sm_clock_mhz: float | None
+    mean_sm_clock_mhz: float | None
+    temperature_drift_c: float | None
+
+
+class TraceSummary(_Frozen):
+    """The background power/thermal trace; times are seconds from its start."""
+
+    interval_ms: int
+    n_rows: int
+    devices: tuple[str, ...]
+    achieved_rate: float | None = Field(description="samples per second / requested, in the window")
+    max_gap_s: float | None
+    warmup_start_s: float | None
+    window_start_s: float | None
+    window_end_s: float | None
+    file: str | None = Field(None, description="timeseries.parquet next to result.json")
+    errors: tuple[str, ...] = ()
 
 
 class TokenCounts(_Frozen):
@@ -178,10 +230,14 @@ class MemoryResult(_Frozen):
 
 
 class TimingResult(_Frozen):
+    """Wall time of each step of the experiment."""
+
     preflight_s: float
+    baseline_s: float
     load_s: float
     prepare_s: float
     warmup_s: float
+    measure_s: float = Field(description="the measuring step: the window plus sampler edges")
     window_s: float
     total_s: float
 
@@ -253,6 +309,11 @@ class ExperimentResult(_Frozen):
     memory: MemoryResult
     timings: TimingResult
     environment: EnvironmentSnapshot
+    thermal: tuple[DeviceThermal, ...] = ()
+    trace: TraceSummary | None = None
     warnings: tuple[MeasurementWarning, ...] = ()
     requests: tuple[RequestRecord, ...] = ()
     methodology: Methodology = Methodology()
+    # The trace rows travel with the result in memory and are written to
+    # timeseries.parquet, not into result.json.
+    timeseries: tuple[dict[str, Any], ...] = Field(default=(), exclude=True, repr=False)

@@ -3,17 +3,14 @@
 ```
 <root>/<run-name>_<UTC timestamp>/
   <NNN>_c<cycle>_<model>-<engine>_<hash8>/
-    result.json   config.yaml   environment.json
+    result.json   timeseries.parquet   config.yaml   environment.json
 ```
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from llenergymeasure.errors import ResultError
+from llenergymeasure.results.atomic import atomic_write_text, write_error
 from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.results.timeseries import TIMESERIES_FILE, read_timeseries, write_timeseries
 
 __all__ = [
     "atomic_write_text",
@@ -43,28 +42,6 @@ def safe_name(text: str) -> str:
     return cleaned[:_MAX_NAME] or "run"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over ``path``."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)  # noqa: PTH105 - the one rename syscall, patched in fault tests
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as err:
-        raise _write_error(path, err) from err
-
-
 def create_unique_dir(parent: Path, name: str) -> Path:
     """Create ``parent/name``, or ``name_1``, ``name_2``... if taken; never reuse a folder."""
     try:
@@ -77,7 +54,7 @@ def create_unique_dir(parent: Path, name: str) -> Path:
                 continue
             return candidate
     except OSError as err:
-        raise _write_error(parent, err) from err
+        raise write_error(parent, err) from err
     raise ResultError(f"could not find a free folder name for {name} under {parent}")
 
 
@@ -102,6 +79,8 @@ def write_experiment(
     atomic_write_text(
         folder / "environment.json", result.environment.model_dump_json(indent=2) + "\n"
     )
+    if result.timeseries:
+        write_timeseries(result.timeseries, folder / TIMESERIES_FILE)
     # result.json last: its presence marks a complete experiment folder.
     atomic_write_text(folder / "result.json", result.model_dump_json(indent=2) + "\n")
     return folder
@@ -112,22 +91,13 @@ def load_result(path: Path) -> ExperimentResult:
     file = path / "result.json" if path.is_dir() else path
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-        return ExperimentResult.model_validate(data)
+        result = ExperimentResult.model_validate(data)
+        trace_file = file.parent / TIMESERIES_FILE
+        if trace_file.is_file():
+            rows = tuple(read_timeseries(trace_file))
+            result = result.model_copy(update={"timeseries": rows})
+        return result
     except FileNotFoundError:
         raise ResultError(f"no result at {file}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as err:
         raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
-
-
-def _write_error(path: Path, err: OSError) -> ResultError:
-    reasons = {
-        errno.ENOSPC: "the disk is full",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EDQUOT: "the disk quota is exceeded",
-    }
-    reason = reasons.get(err.errno or 0, err.strerror or str(err))
-    return ResultError(
-        f"cannot write results to {path}: {reason}",
-        hint="free space or choose another folder with --output; files already written are kept",
-    )

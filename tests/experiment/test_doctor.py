@@ -1,0 +1,80 @@
+"""`llem doctor`: the host report, on a simulated GPU and a fake powercap tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from fake_powercap import make_tree
+from llenergymeasure.cli.doctor import _tables
+from llenergymeasure.config.loading import UserConfig
+from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
+from llenergymeasure.experiment.doctor import diagnose
+
+
+def _gpu_host(tmp_path: Path) -> SimulatedNvml:
+    make_tree(tmp_path, n_packages=1)
+    return SimulatedNvml(
+        [
+            SimulatedGpu("NVIDIA H200", "GPU-aaa", power_w=120.0, persistence_mode=False),
+            SimulatedGpu("NVIDIA H200", "GPU-bbb", power_w=110.0, power_limit_w=500.0),
+        ]
+    )
+
+
+def test_gpu_host_report(tmp_path: Path) -> None:
+    report = diagnose(UserConfig(cpu_tdp_w=64.0), nvml=_gpu_host(tmp_path), powercap_root=tmp_path)
+    assert [g.uuid for g in report.gpus] == ["GPU-aaa", "GPU-bbb"]
+    assert report.driver_version
+    assert report.samplers["nvml"].available
+    assert report.samplers["rapl"].available
+    assert report.samplers["estimate"].available
+    assert report.auto_choice.startswith("nvml: ")
+    assert "rapl: " in report.auto_choice
+    assert report.cpu_tdp.source == "user config"
+    assert {z.domain for z in report.rapl_zones} >= {"cpu:0", "dram:0"}
+    # persistence off on one GPU, a lowered power limit on the other
+    assert any("persistence" in w for w in report.warnings)
+    assert any("power limit" in w for w in report.warnings)
+    assert report.engines["fake"].available
+    assert not report.engines["vllm"].available
+    data = json.loads(json.dumps(report.to_json(), default=str))
+    assert data["energy_samplers"]["nvml"]["accuracy"].startswith("counter")
+    text = _render(report)
+    assert "GPU-aaa" in text and "auto picks" in text
+
+
+def test_cpu_only_host_names_why_each_sampler_is_missing(tmp_path: Path) -> None:
+    report = diagnose(UserConfig(), powercap_root=tmp_path / "none")
+    assert report.gpus == []
+    assert report.gpu_reason
+    assert not report.samplers["rapl"].available
+    assert report.auto_choice.startswith("estimate: ")
+    assert "passed over" in report.auto_choice
+
+
+def test_cli_doctor_and_its_alias_exit_0(tmp_path: Path) -> None:
+    for command in ("doctor", "config"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "llenergymeasure", command, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["energy_samplers"]["estimate"]["available"] is True
+        assert set(data["engines"]) >= {"transformers", "fake", "vllm", "tensorrt"}
+
+
+def _render(report: object) -> str:
+    console = Console(record=True, width=200)
+    for table in _tables(report):  # type: ignore[arg-type]
+        console.print(table)
+    return console.export_text()
