@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from llenergymeasure.results.timeseries import read_timeseries
+
 pytestmark = pytest.mark.model
 
 
@@ -59,4 +61,18 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     assert exp_dir.name.startswith("001_c1_smollm2-135m-transformers_")
     on_disk = json.loads((exp_dir / "result.json").read_text())
     assert on_disk["measurement_config_hash"] == result["measurement_config_hash"]
-    assert {p.name for p in exp_dir.iterdir()} == {"result.json", "config.yaml", "environment.json"}
+    assert {p.name for p in exp_dir.iterdir()} == {
+        "result.json",
+        "config.yaml",
+        "environment.json",
+        "timeseries.parquet",
+    }
+    # the power/thermal trace: at least one row per 100 ms of window
+    rows = read_timeseries(exp_dir / "timeseries.parquet")
+    trace = result["trace"]
+    window_s = trace["window_end_s"] - trace["window_start_s"]
+    in_window = [r for r in rows if trace["window_start_s"] <= r["t_s"] <= trace["window_end_s"]]
+    assert len(rows) >= window_s / 0.1
+    assert len(in_window) >= 0.9 * window_s / 0.1
+    assert {r["device"] for r in rows} == {"process"}
+    assert all(r["memory_used_mib"] > 0 for r in rows)

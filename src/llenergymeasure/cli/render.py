@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from llenergymeasure.results.models import ExperimentResult, LatencyStats
+from llenergymeasure.results.models import DeviceThermal, ExperimentResult, LatencyStats
 
 __all__ = ["result_table", "warnings_table"]
 
@@ -48,20 +48,73 @@ def result_table(result: ExperimentResult) -> Table:
         ("latency p50 / p90 / p99", _ms(result.latency.e2e)),
         ("TTFT p50 / p90 / p99", _ms(result.latency.ttft)),
         ("inter-token p50 / p90 / p99", _ms(result.latency.itl)),
-        ("energy", f"{_energy_j(e.total_j)} ({method})"),
+        ("energy", f"{_energy_j(e.total_j)} on {_domains(result)} ({method})"),
+        *[
+            (f"  {d.domain}", f"{_energy_j(d.energy_j)} ({d.method}, {d.source})")
+            for d in e.domains
+            if len(e.domains) > 1
+        ],
+        ("energy adjusted for idle", _adjusted(result)),
         ("energy per output token", _energy_j(e.j_per_output_token, 4)),
-        ("mean power", _num(result.power.mean_w, "W")),
+        *([("CO2 gross / adjusted", _co2(result))] if e.co2_g is not None else []),
+        (
+            "mean / peak power",
+            f"{_num(result.power.mean_w, 'W')} / {_num(result.power.peak_w, 'W')}",
+        ),
+        *[
+            (
+                f"  {p.device}",
+                f"mean {p.mean_w:,.1f} W, p99 {p.p99_w:,.1f} W, peak {p.peak_w:,.1f} W",
+            )
+            for p in result.power.devices
+        ],
+        *[(f"  {t.device} thermal", _thermal(t)) for t in result.thermal],
+        *(
+            [("achieved FLOP/s", f"{result.flops.achieved_flops_per_s:,.3g}")]
+            if result.flops is not None
+            else []
+        ),
         ("peak host memory (RSS)", _num(result.memory.peak_host_rss_mib, "MiB", 0)),
         ("peak device memory", _num(result.memory.peak_device_mib, "MiB", 0)),
         ("warnings", ", ".join(w.code for w in result.warnings) or "none"),
     ]
-    if e.co2_g is not None:
-        rows.insert(11, ("CO2", f"{e.co2_g:,.4f} g"))
-    if result.flops is not None:
-        rows.insert(-3, ("achieved FLOP/s", f"{result.flops.achieved_flops_per_s:,.3g}"))
     for name, value in rows:
         table.add_row(name, escape(value))
     return table
+
+
+def _domains(result: ExperimentResult) -> str:
+    return " + ".join(d.domain for d in result.energy.domains) or "no domain"
+
+
+def _adjusted(result: ExperimentResult) -> str:
+    e = result.energy
+    if e.baseline is None:
+        return f"n/a (no baseline: {e.baseline_note or 'not measured'})"
+    b = e.baseline
+    return (
+        f"{_energy_j(e.adjusted_j)} (idle {b.power_w:,.1f} W over {b.duration_s:,.0f} s, "
+        f"{b.strategy}; static share {_energy_j(e.static_j)})"
+    )
+
+
+def _co2(result: ExperimentResult) -> str:
+    e = result.energy
+    adjusted = "n/a" if e.co2_adjusted_g is None else f"{e.co2_adjusted_g:,.4f} g"
+    return f"{e.co2_g:,.4f} g / {adjusted} at {e.carbon_intensity_g_per_kwh:g} g/kWh"
+
+
+def _thermal(t: DeviceThermal) -> str:
+    parts = []
+    if t.max_temperature_c is not None:
+        parts.append(f"max {t.max_temperature_c:,.0f} °C")
+    if t.temperature_drift_c is not None:
+        parts.append(f"drift {t.temperature_drift_c:+,.1f} °C")
+    if t.mean_sm_clock_mhz is not None:
+        parts.append(f"SM clock mean {t.mean_sm_clock_mhz:,.0f} MHz")
+    if t.throttled_s:
+        parts.append(f"throttled {t.throttled_s:,.1f} s ({', '.join(t.reasons)})")
+    return ", ".join(parts) or "n/a"
 
 
 def warnings_table(result: ExperimentResult) -> Table | None:

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import psutil
 
-from llenergymeasure.config.loading import UserConfig
+from llenergymeasure.config.loading import UserConfig, carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
@@ -21,6 +21,7 @@ from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
+from llenergymeasure.system.gpus import gpu_warnings, list_gpus
 
 __all__ = ["Plan", "estimate_model_memory_mib", "run_preflight"]
 
@@ -115,8 +116,10 @@ def run_preflight(
         if chosen is not None:
             sampler, reason = chosen.sampler, chosen.reason
             sources = chosen.sources if telemetry is None else sources
+    attempt(lambda: carbon_intensity(config))
     if problems or engine is None or model is None or sampler is None:
         raise PreflightError(problems, hint=found.hints[0] if found.hints else None)
+    warnings = gpu_warnings(list_gpus()[0]) if any(d.startswith("cuda") for d in devices) else []
     return Plan(
         config=config,
         engine=engine,
@@ -127,6 +130,7 @@ def run_preflight(
         devices=devices,
         prompts=prompts,
         memory_estimate_mib=memory_mib,
+        warnings=warnings,
     )
 
 

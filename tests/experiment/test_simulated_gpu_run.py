@@ -1,0 +1,93 @@
+"""A whole experiment measured on a simulated NVIDIA GPU (the fake engine does the "work")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.table import Table
+
+from llenergymeasure import load_result, run_experiment
+from llenergymeasure.cli.render import result_table
+from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
+from llenergymeasure.energy.process import ProcessTelemetry
+from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
+
+SW_THERMAL = 0x20
+
+
+@pytest.fixture
+def gpu() -> SimulatedNvml:
+    # 150 W while "busy"; thermal throttling reported from t >= 0 s of the device clock.
+    return SimulatedNvml(
+        [
+            SimulatedGpu(
+                "NVIDIA H200",
+                "GPU-aaa",
+                power_w=150.0,
+                throttle_reasons=SW_THERMAL,
+                temperature_c=lambda t: 60.0 + t,
+            )
+        ]
+    )
+
+
+def test_energy_power_trace_and_throttling_on_a_simulated_gpu(
+    gpu: SimulatedNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_CARBON_INTENSITY", "400")
+    config = {
+        "engine": "fake",
+        "fake": {"token_latency_ms": 10, "batch_size": 2},
+        "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 25},
+        "measurement": {
+            "warmup": {"n_warmup": 1},
+            "baseline": {"duration_s": 0.5, "strategy": "fresh"},
+            "sample_interval_ms": 20,
+        },
+    }
+    result = run_experiment(
+        config,
+        sampler=NvmlSampler(["cuda:0"], nvml=gpu, environ={}),
+        telemetry=[NvmlTelemetry(["cuda:0"], nvml=gpu, environ={}), ProcessTelemetry()],
+        output_dir=tmp_path,
+    )
+    energy = result.energy
+    (domain,) = energy.domains
+    assert (domain.domain, domain.method, domain.source) == ("gpu:0", "counter", "nvml")
+    # ground truth: 150 W over the sampler's window (a little longer than the timed window)
+    assert energy.total_j == pytest.approx(150.0 * result.window.duration_s, rel=0.05)
+    assert energy.baseline is not None
+    assert energy.baseline.power_w == pytest.approx(150.0, rel=0.01)
+    assert energy.adjusted_j is not None and energy.adjusted_j < 0.1 * energy.total_j
+    assert energy.co2_g == pytest.approx(energy.total_j / 3.6e6 * 400.0)
+    assert energy.carbon_intensity_g_per_kwh == 400.0
+    (power,) = result.power.devices
+    assert power.device == "gpu:0"
+    assert power.mean_w == pytest.approx(150.0)
+    assert result.power.peak_w == pytest.approx(150.0)
+    (thermal,) = result.thermal
+    assert thermal.throttled_s is not None and thermal.throttled_s > 0
+    assert thermal.reasons == ("sw_thermal_slowdown",)
+    codes = {w.code for w in result.warnings}
+    assert {"throttling", "high_baseline", "short_window"} <= codes
+    assert result.trace is not None and result.trace.file == "timeseries.parquet"
+    assert result.trace.window_start_s is not None and result.trace.window_end_s is not None
+    table = _text(result_table(result))
+    assert "on gpu:0 (counter, high confidence, sampler `nvml`)" in table
+    assert "idle 150.0 W" in table
+    assert "throttled" in table and "sw_thermal_slowdown" in table
+    assert "at 400 g/kWh" in table
+    (run_dir,) = tmp_path.iterdir()
+    (folder,) = run_dir.iterdir()
+    loaded = load_result(folder)
+    gpu_rows = [r for r in loaded.timeseries if r["device"] == "gpu:0"]
+    assert gpu_rows and all(r["power_w"] == pytest.approx(150.0) for r in gpu_rows)
+    assert {r["throttle_reasons"] for r in gpu_rows} == {SW_THERMAL}
+
+
+def _text(table: Table) -> str:
+    console = Console(record=True, width=240)
+    console.print(table)
+    return console.export_text()
