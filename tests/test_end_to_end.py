@@ -76,3 +76,29 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     assert len(in_window) >= 0.9 * window_s / 0.1
     assert {r["device"] for r in rows} == {"process"}
     assert all(r["memory_used_mib"] > 0 for r in rows)
+
+
+def test_synthetic_prompts_of_exact_length_on_the_real_model() -> None:
+    from llenergymeasure import run_experiment
+
+    result = run_experiment(
+        {
+            "task": {
+                "dataset": {
+                    "source": "synthetic",
+                    "n_prompts": 4,
+                    "input_len": 24,
+                    "output_len": 6,
+                },
+                "max_input_tokens": 64,
+                "max_output_tokens": 16,
+                "chat_template": False,
+            },
+            "transformers": {"batch_size": 2},
+            "measurement": {"warmup": {"n_warmup": 1}},
+        }
+    )
+    # every prompt is exactly 24 tokens (the tokenizer adds no BOS here), every answer exactly 6
+    assert [r.n_input_tokens for r in result.requests] == [24, 24, 24, 24]
+    assert [r.n_output_tokens for r in result.requests] == [6, 6, 6, 6]
+    assert result.engine_args["generate"]["min_new_tokens"] == "6"
