@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from llenergymeasure.energy.process import ProcessTelemetry
@@ -85,7 +86,9 @@ def _run_manual(
 
 def test_fake_sources_satisfy_the_protocol() -> None:
     assert isinstance(ScriptedGpus(["gpu:0"]), TelemetrySource)
-    assert isinstance(ProcessTelemetry(), TelemetrySource)
+    process = ProcessTelemetry()
+    assert isinstance(process, TelemetrySource)
+    process.close()
 
 
 def test_trace_rows_are_exactly_the_timeseries_columns() -> None:
@@ -236,7 +239,8 @@ def test_each_row_is_stamped_with_the_midpoint_of_its_read() -> None:
 def _spin_with_trace(interval_ms: int, seconds: float) -> tuple[float | None, float, PowerTrace]:
     """Run a pure-Python CPU-bound loop (standing in for generate) under a live trace."""
     gpus = ScriptedGpus(["gpu:0", "gpu:1"])
-    trace = PowerTrace([gpus, ProcessTelemetry()], interval_ms=interval_ms).start()
+    process = ProcessTelemetry()
+    trace = PowerTrace([gpus, process], interval_ms=interval_ms).start()
     assert gpus.n_reads >= 1  # start() samples at once, before the thread's first tick
     n = 0
     # Open the window half an interval in: a window opening right after a tick
@@ -252,6 +256,7 @@ def _spin_with_trace(interval_ms: int, seconds: float) -> tuple[float | None, fl
     before = time.perf_counter()
     result = trace.stop()
     stop_s = time.perf_counter() - before
+    process.close()
     return result.achieved_rate(t0, t1), stop_s, trace
 
 
@@ -293,19 +298,41 @@ def test_a_trace_starts_once_and_works_as_a_context_manager() -> None:
 
 def test_process_telemetry_reports_cpu_share_since_the_last_read() -> None:
     clock = ManualClock(start_s=0.0)
-    source = ProcessTelemetry(clock=clock)
-    assert source.devices() == ["process"]
-    spin_until = time.process_time() + 0.2
-    while time.process_time() < spin_until:
-        pass
-    clock.now_s = 0.2  # 200 ms of "wall time" in which we burnt 200 ms of CPU
-    (sample,) = source.read()
-    assert sample.device == "process"
-    # psutil counts CPU time in clock ticks (10 ms), hence the tolerance.
-    assert sample.utilisation_pct is not None and 80.0 <= sample.utilisation_pct <= 120.0
-    assert sample.memory_used_mib is not None and sample.memory_used_mib > 1.0
-    (again,) = source.read()  # no wall time passed: no figure rather than a made-up one
-    assert again.utilisation_pct is None
+    cpu = ManualClock(start_s=10.0)
+    source = ProcessTelemetry(clock=clock, cpu_time=cpu)
+    try:
+        assert source.devices() == ["process"]
+        clock.now_s, cpu.now_s = 0.5, 10.75  # 0.75 CPU s in 0.5 s: 1.5 cores busy
+        (sample,) = source.read()
+        assert sample.device == "process"
+        assert sample.utilisation_pct == pytest.approx(150.0)
+        assert sample.memory_used_mib is not None and sample.memory_used_mib > 1.0
+        (again,) = source.read()  # no wall time passed: no figure rather than a made-up one
+        assert again.utilisation_pct is None
+    finally:
+        source.close()
+        source.close()  # idempotent
+
+
+@pytest.mark.parametrize("statm", ["/proc/self/statm", "/no/procfs/here"])
+def test_process_rss_matches_psutil_with_or_without_procfs(statm: str) -> None:
+    if statm.startswith("/proc") and not Path(statm).exists():
+        pytest.skip("no procfs on this OS")
+    source = ProcessTelemetry(statm=Path(statm))
+    try:
+        (sample,) = source.read()
+    finally:
+        source.close()
+    assert sample.memory_used_mib is not None
+    rss_mib = psutil.Process().memory_info().rss / 2**20
+    assert sample.memory_used_mib == pytest.approx(rss_mib, rel=0.05)
+
+
+def test_reading_closed_process_telemetry_is_an_energy_error() -> None:
+    source = ProcessTelemetry()
+    source.close()
+    with pytest.raises(EnergyError):
+        source.read()
 
 
 def test_a_trace_round_trips_through_timeseries_parquet(tmp_path: Path) -> None:
@@ -313,7 +340,9 @@ def test_a_trace_round_trips_through_timeseries_parquet(tmp_path: Path) -> None:
         ["gpu:0"],
         lambda d, i: DeviceSample(d, power_w=150.0, energy_j=15.0 * i, throttle_reasons=0x4),
     )
-    trace = _run_manual([gpus, ProcessTelemetry()], ManualClock(), 5, 0.1).stop()
+    process = ProcessTelemetry()
+    trace = _run_manual([gpus, process], ManualClock(), 5, 0.1).stop()
+    process.close()
     path = tmp_path / "timeseries.parquet"
     write_timeseries(trace.to_rows(), path)
     assert read_timeseries(path) == trace.to_rows()

@@ -7,10 +7,12 @@ temperature, clocks, throttle reasons). The background trace polls sources.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DeviceSample", "TelemetrySource"]
+__all__ = ["DeviceSample", "TelemetrySource", "close_sources"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,10 @@ class TelemetrySource(Protocol):
     def close(self) -> None:
         """Release vendor handles."""
         ...
+
+
+def close_sources(sources: Sequence[TelemetrySource]) -> None:
+    """Close every source, even when one of them fails to close."""
+    for source in sources:
+        with contextlib.suppress(Exception):
+            source.close()

@@ -15,6 +15,11 @@ holds the clock value of that origin, to convert other timestamps.
 Ticks follow a schedule anchored to the start (tick k at ``start + k x interval``),
 so a late tick does not delay the next one; a tick missed altogether is skipped,
 not made up with back-to-back samples, and shows as a gap.
+
+Sources are read in the sampler thread while the main thread usually holds the
+GIL. Every call that releases the GIL (a system call, a ctypes call into NVML)
+costs the sampler up to one switch interval (5 ms) to win it back, so a source
+should make few such calls per read: batch vendor queries, keep files open.
 """
 
 from __future__ import annotations
@@ -248,7 +253,7 @@ class PowerTrace:
         self._clock = clock
         self._live = [True] * len(self._sources)
         self._origin: float | None = None
-        self._rows: list[TraceRow] = []
+        self._readings: list[tuple[float, DeviceSample]] = []  # TraceRows are built at stop()
         self._ticks: list[float] = []
         self._marks: dict[str, float] = {}
         self._errors: list[str] = []
@@ -286,7 +291,7 @@ class PowerTrace:
         with self._sampling:
             origin = self._ensure_origin()
             tick_s = self._clock() - origin
-            rows: list[TraceRow] = []
+            readings: list[tuple[float, DeviceSample]] = []
             for index, source in enumerate(self._sources):
                 if not self._live[index]:
                     continue
@@ -294,7 +299,7 @@ class PowerTrace:
                 try:
                     samples = source.read()
                     t_s = (before + self._clock()) / 2.0 - origin
-                    rows.extend(TraceRow.from_sample(t_s, sample) for sample in samples)
+                    readings.extend((t_s, sample) for sample in samples)
                 except Exception as err:  # a failing source must not kill the sampler
                     self._live[index] = False
                     self._record_error(
@@ -303,7 +308,7 @@ class PowerTrace:
                     )
             with self._lock:
                 self._ticks.append(tick_s)
-                self._rows.extend(rows)
+                self._readings.extend(readings)
             return tick_s
 
     def mark(self, label: str) -> float:
@@ -332,7 +337,7 @@ class PowerTrace:
         with self._lock:
             self._result = Trace(
                 interval_ms=self.interval_ms,
-                samples=tuple(self._rows),
+                samples=tuple(TraceRow.from_sample(t, sample) for t, sample in self._readings),
                 marks=dict(self._marks),
                 errors=tuple(self._errors),
                 ticks=tuple(self._ticks),

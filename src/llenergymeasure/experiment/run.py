@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from llenergymeasure.config.loading import UserConfig, load_user_config, validate_experiment
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.telemetry import TelemetrySource
+from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.engines.base import Engine
 from llenergymeasure.experiment.baseline import take_baseline
@@ -54,30 +54,28 @@ def run_experiment(
     environment = EnvironmentCapture().start()  # 2. environment snapshot, in the background
     with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
         plan = run_preflight(config, user=user, engine=engine, sampler=sampler, telemetry=telemetry)
-    with clock("baseline_s"), reporter.step("baseline"):  # 3. idle power, before loading
-        baseline, baseline_note = take_baseline(plan, reporter)
-    with clock("load_s"), reporter.step("loading model"):  # 4. load
-        model = load_model(plan)
-    try:
+    with ExitStack() as cleanup:  # released in reverse: trace, model, telemetry sources
+        cleanup.callback(close_sources, plan.sources)
+        with clock("baseline_s"), reporter.step("baseline"):  # 3. idle power, before loading
+            baseline, baseline_note = take_baseline(plan, reporter)
+        with clock("load_s"), reporter.step("loading model"):  # 4. load
+            model = cleanup.enter_context(closing(load_model(plan)))
         with clock("prepare_s"), reporter.step("preparing prompts"):  # 5. outside the window
             prompts = prepare_prompts(plan, model)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
-        try:
-            with clock("warmup_s"), reporter.step("warm-up"):  # 6. warm-up, thermal floor
-                trace.mark("warmup_start")
-                warmup = run_warmup(
-                    model,
-                    prompts.warmup,
-                    config.measurement.warmup,
-                    on_gpu=plan.on_gpu,
-                    reporter=reporter,
-                )
-            with clock("measure_s"), reporter.step("measuring"):  # 7. the window
-                window = measure_window(model, prompts.prepared, plan.sampler, reporter, trace)
-        finally:
-            recorded = trace.stop()
-    finally:
-        model.close()
+        cleanup.callback(trace.stop)
+        with clock("warmup_s"), reporter.step("warm-up"):  # 6. warm-up, thermal floor
+            trace.mark("warmup_start")
+            warmup = run_warmup(
+                model,
+                prompts.warmup,
+                config.measurement.warmup,
+                on_gpu=plan.on_gpu,
+                reporter=reporter,
+            )
+        with clock("measure_s"), reporter.step("measuring"):  # 7. the window
+            window = measure_window(model, prompts.prepared, plan.sampler, reporter, trace)
+        recorded = trace.stop()
     # 8. metrics, warnings and the result object
     result = build_result(
         plan,
