@@ -152,3 +152,22 @@ def test_unknown_keys_raise_a_config_error_listing_them(empty_cwd: Path) -> None
     assert "`bogus`" in message
     assert "`task.max_output_tokns` (did you mean `max_output_tokens`?)" in message
     assert list(empty_cwd.iterdir()) == []
+
+
+def test_run_study_from_a_file_path(empty_cwd: Path) -> None:
+    from llenergymeasure import run_study
+
+    study = empty_cwd / "study.yaml"
+    study.write_text(
+        "engine: fake\n"
+        "task: {dataset: {n_prompts: 2}, max_output_tokens: 2}\n"
+        "measurement: {warmup: {enabled: false}, energy_sampler: estimate}\n"
+        "sweep: {fake.batch_size: [1, 2]}\n"
+        "study_execution: {n_cycles: 1, experiment_order: sequential}\n",
+        encoding="utf-8",
+    )
+    outcome = run_study(study, results_root=empty_cwd / "results")
+    assert outcome.status == "completed"
+    assert outcome.exit_code == 0
+    assert [a.n_completed for a in outcome.result.aggregates] == [1, 1]
+    assert (outcome.study_dir / "study_result.json").is_file()

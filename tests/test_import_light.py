@@ -27,11 +27,13 @@ PUBLIC_API = [
     "PreflightError",
     "ResultError",
     "StudyError",
+    "StudyOutcome",
     "__version__",
     "load_experiment_config",
     "load_result",
     "measurement_config_hash",
     "run_experiment",
+    "run_study",
 ]
 
 # Prints, as JSON on stdout, which heavy top-level modules the snippet left imported.

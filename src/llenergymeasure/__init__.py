@@ -4,6 +4,7 @@ Public API::
 
     from llenergymeasure import ExperimentConfig, run_experiment
     result = run_experiment(ExperimentConfig(task={"model": "smollm2-135m"}))
+    outcome = run_study("study.yaml")   # every config x cycle in its own subprocess
 
 Importing this package never imports torch, transformers or any engine.
 """
@@ -24,6 +25,7 @@ from llenergymeasure.errors import (
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.results.models import ExperimentResult
 from llenergymeasure.results.persistence import load_result
+from llenergymeasure.study.run import StudyOutcome, run_study
 
 __version__ = tool_version()
 
@@ -37,9 +39,11 @@ __all__ = [
     "PreflightError",
     "ResultError",
     "StudyError",
+    "StudyOutcome",
     "__version__",
     "load_experiment_config",
     "load_result",
     "measurement_config_hash",
     "run_experiment",
+    "run_study",
 ]

@@ -24,7 +24,7 @@ EXIT_USAGE = 2
 FAKE = ("--engine", "fake", "--model", "smollm2-135m")
 SMALL = ("-n", "2", "--max-output-tokens", "2")
 
-# A study file (a reduced copy of examples/study.yaml in the shared design folder).
+# A study file (a reduced copy of examples/study.yaml) with a typo in its execution block.
 STUDY_YAML = """\
 study_name: batch-and-precision
 task:
@@ -38,7 +38,7 @@ experiments:
   - engine: transformers
     transformers: {batch_size: 32, dtype: bfloat16}
 study_execution:
-  n_cycles: 3
+  n_cylces: 3
 """
 
 
@@ -176,8 +176,8 @@ CASES: dict[str, Case] = {
     "flag-dtype-on-engine-without-dtype": Case(
         (*FAKE, *SMALL, "--dtype", "float16"), EXIT_USAGE, ("--dtype", "fake")
     ),
-    "config-study-file": Case(
-        ("study.yaml",), EXIT_USAGE, ("study.yaml", "study file"), {"study.yaml": STUDY_YAML}
+    "study-unknown-execution-key": Case(
+        ("study.yaml",), EXIT_USAGE, ("n_cylces", "n_cycles"), {"study.yaml": STUDY_YAML}
     ),
     "energy-sampler-unavailable": Case(
         (*FAKE, *SMALL, "--energy", "rapl"), EXIT_USAGE, ("pre-flight", "rapl")

@@ -50,9 +50,24 @@ def _error(message: str, hint: str | None = None) -> None:
         sys.stderr.write(f"hint: {hint}\n")
 
 
+# Options whose value may be left out, and what that means. typer has no optional-value
+# options, so a bare `--resume` is completed here before parsing.
+_OPTIONAL_VALUES = {"--resume": "latest"}
+
+
+def _optional_values(args: list[str]) -> list[str]:
+    completed: list[str] = []
+    for i, arg in enumerate(args):
+        completed.append(arg)
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in _OPTIONAL_VALUES and (following is None or following.startswith("-")):
+            completed.append(_OPTIONAL_VALUES[arg])
+    return completed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and return its exit code (no traceback unless --verbose)."""
-    args = sys.argv[1:] if argv is None else argv
+    args = _optional_values(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or "-v" in args
     try:
         code = app(args=args, prog_name="llem", standalone_mode=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -14,12 +15,29 @@ from rich.table import Table
 
 from llenergymeasure.cli.progress import RichReporter
 from llenergymeasure.cli.render import result_table, warnings_table
-from llenergymeasure.config.loading import UserConfig, load_experiment_config, load_user_config
+from llenergymeasure.cli.study import (
+    RichStudyReporter,
+    SkippableSleep,
+    find_resume_dir,
+    plan_table,
+    summary_table,
+)
+from llenergymeasure.config.loading import (
+    UserConfig,
+    is_study,
+    load_experiment_config,
+    load_user_config,
+    read_config_file,
+)
 from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.config.study import StudyPlan, load_study
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
+from llenergymeasure.experiment.warmup import GPU_MIN_THERMAL_FLOOR_S
+from llenergymeasure.study.run import run_study
+from llenergymeasure.system.gpus import list_gpus
 
 __all__ = ["QUICK_LOOK", "run_command"]
 
@@ -29,8 +47,11 @@ QUICK_LOOK: dict[str, Any] = {
     "task.max_output_tokens": 64,
     "measurement.warmup.n_warmup": 2,
 }
+# Batches of 4 keep the quick look around a minute on a 2-core CPU.
+QUICK_LOOK_BATCH_SIZE = 4
 QUICK_LOOK_LINE = (
-    "Quick first look: bundled SmolLM2-135M, 20 prompts × 64 output tokens, 2 warm-up runs. "
+    "Quick first look: bundled SmolLM2-135M, 20 prompts × 64 output tokens in batches of 4, "
+    "2 warm-up runs. "
     "For the full defaults (100 prompts × 256 tokens, 5 warm-up runs): "
     "llem run --model smollm2-135m"
 )
@@ -60,6 +81,8 @@ def resolve_cli_config(
     quick = config_file is None and "task.model" not in flags
     overrides = {**(QUICK_LOOK if quick else {}), **flags}
     config = load_experiment_config(config_file, overrides, user=user)
+    if quick and batch_size is None:
+        batch_size = QUICK_LOOK_BATCH_SIZE
     engine_keyed: dict[str, Any] = {}
     if batch_size is not None:
         engine_keyed[_BATCH_KEY[config.engine]] = batch_size
@@ -101,10 +124,20 @@ def run_command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="validate and print the plan; run nothing"
     ),
+    cycles: int | None = typer.Option(None, "--cycles", help="study: cycles per config"),
+    order: str | None = typer.Option(
+        None, "--order", help="study: sequential, interleave, shuffle, reverse, latin_square"
+    ),
+    no_gaps: bool = typer.Option(False, "--no-gaps", help="study: no thermal gaps"),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="study: finish the latest study of this file, or the study folder given",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="tracebacks on errors"),
 ) -> None:
-    """Run one experiment and print its result; files go under results/."""
+    """Run one experiment or a study and print the result; files go under results/."""
     flags = {
         key: value
         for key, value in {
@@ -118,12 +151,46 @@ def run_command(
         if value is not None
     }
     user = load_user_config()
-    config, quick = resolve_cli_config(
-        config_file, flags, batch_size=batch_size, dtype=dtype, user=user
-    )
     # soft_wrap: one message stays one line in logs (paths must not be split).
     err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
     out = Console(highlight=False)
+    root = output or Path(user.results_dir or "results")
+    study_flags = {
+        "study_execution.n_cycles": cycles,
+        "study_execution.experiment_order": order,
+        **(
+            {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
+            if no_gaps
+            else {}
+        ),
+    }
+    if (
+        config_file is not None
+        and config_file.is_file()
+        and is_study(read_config_file(config_file))
+    ):
+        if batch_size is not None or dtype is not None:
+            raise ConfigError(
+                "--batch-size and --dtype are per engine; in a study, sweep them in the file",
+                hint="e.g. sweep: {transformers.batch_size: [1, 8]}",
+            )
+        overrides = {**flags, **{k: v for k, v in study_flags.items() if v is not None}}
+        code = run_study_file(
+            config_file,
+            overrides,
+            user=user,
+            root=root,
+            resume=resume,
+            dry_run=dry_run,
+            out=out,
+            err=err,
+        )
+        raise typer.Exit(code)
+    if any(v is not None for v in (cycles, order, resume)) or no_gaps:
+        raise ConfigError("--cycles, --order, --no-gaps and --resume apply to study files only")
+    config, quick = resolve_cli_config(
+        config_file, flags, batch_size=batch_size, dtype=dtype, user=user
+    )
     if quick:
         err.print(QUICK_LOOK_LINE)
     if config.task.trust_remote_code:
@@ -136,7 +203,6 @@ def run_command(
         return
     reporter = NullReporter() if quiet else RichReporter(err)
     result = run_experiment(config, reporter=reporter, user_config=user)
-    root = output or Path(user.results_dir or "results")
     folder = write_single_run(result, root)
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
@@ -146,6 +212,65 @@ def run_command(
         if table is not None:
             out.print(table)
     err.print(f"results written to {folder}")
+
+
+def run_study_file(
+    path: Path,
+    overrides: dict[str, Any],
+    *,
+    user: UserConfig,
+    root: Path,
+    resume: str | None,
+    dry_run: bool,
+    out: Console,
+    err: Console,
+) -> int:
+    """Plan, then run (or resume) a study; returns the exit code (0, 1 or 130)."""
+    plan = load_study(path, overrides, user=user)
+    on_gpu = bool(list_gpus()[0])  # only sets the default thermal gaps; no torch in the parent
+    if dry_run:
+        out.print(plan_table(plan, **_known_seconds(plan, on_gpu)))
+        return 0
+    resume_dir = None
+    if resume is not None:
+        resume_dir = find_resume_dir(root, plan.name) if resume == "latest" else Path(resume)
+    with RichStudyReporter(err, plan) as reporter:
+        outcome = run_study(
+            plan,
+            results_root=root,
+            resume_dir=resume_dir,
+            reporter=reporter,
+            sleep=SkippableSleep(),
+            on_gpu=on_gpu,
+        )
+    out.print(summary_table(outcome.result))
+    err.print(f"study written to {outcome.study_dir}")
+    if outcome.status == "interrupted":
+        err.print(f"interrupted; finish it with: llem run {path} --resume {outcome.study_dir}")
+    return outcome.exit_code
+
+
+def _known_seconds(plan: StudyPlan, on_gpu: bool) -> dict[str, float]:
+    """Time known before anything runs: thermal gaps, and on a GPU baselines and floors."""
+    runs = plan.runs()
+    ex = plan.execution
+    gpu_default = 1.0 if on_gpu else 0.0
+    experiment_gap = _or(ex.experiment_gap_s, 60.0 * gpu_default)
+    cycle_gap = _or(ex.cycle_gap_s, 300.0 * gpu_default)
+    cycle_changes = sum(1 for a, b in itertools.pairwise(runs) if a.cycle != b.cycle)
+    gaps = cycle_changes * cycle_gap + (len(runs) - 1 - cycle_changes) * experiment_gap
+    fixed = 0.0
+    if on_gpu:
+        for run in runs:
+            m = plan.configs[run.config_index].measurement
+            fixed += (m.baseline.duration_s if m.baseline.enabled else 0.0) + max(
+                m.warmup.thermal_floor_s, GPU_MIN_THERMAL_FLOOR_S
+            )
+    return {"fixed_s": fixed, "gaps_s": max(gaps, 0.0)}
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:

@@ -1,0 +1,216 @@
+"""``llem run study.yaml``: the plan, a live table while it runs, a summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from llenergymeasure.config.study import StudyPlan
+from llenergymeasure.errors import StudyError
+from llenergymeasure.study.manifest import MANIFEST_FILE, ManifestEntry
+from llenergymeasure.study.models import StudyResult
+
+__all__ = [
+    "RichStudyReporter",
+    "SkippableSleep",
+    "find_resume_dir",
+    "plan_table",
+    "summary_table",
+]
+
+
+def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
+    """Each unique config, the run count and order, skips, and the time known in advance."""
+    runs = plan.runs()
+    table = Table(
+        title=(
+            f"study {plan.name}: {len(plan.configs)} configs × {plan.execution.n_cycles} cycles "
+            f"= {len(runs)} runs, order {plan.execution.experiment_order} (nothing has run)"
+        ),
+        title_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("config")
+    table.add_column("hash")
+    table.add_column("prompts × max tokens")
+    for i, (config, label) in enumerate(zip(plan.configs, plan.labels, strict=True), 1):
+        task = config.task
+        table.add_row(
+            str(i),
+            escape(label),
+            plan.config_hashes[i - 1][:8],
+            f"{task.dataset.n_prompts} × {task.max_output_tokens}",
+        )
+    order = ", ".join(f"{r.config_index + 1}/c{r.cycle}" for r in runs[:24])
+    table.caption = escape(
+        f"run order: {order}{' …' if len(runs) > 24 else ''}\n"
+        f"design hash {plan.design_hash}; known in advance: {gaps_s:,.0f} s of thermal gaps and "
+        f"{fixed_s:,.0f} s of baselines and thermal floors, plus model loading and inference"
+    )
+    for skipped in plan.skipped:
+        table.add_row("-", escape(f"skipped: {skipped.label}"), "", escape(skipped.reason))
+    return table
+
+
+def find_resume_dir(results_root: Path, name: str) -> Path:
+    """The newest study folder of this study name under ``results_root``."""
+    candidates = sorted(
+        (p for p in results_root.glob(f"{name}_*") if (p / MANIFEST_FILE).is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not candidates:
+        raise StudyError(
+            f"no earlier study `{name}` to resume under {results_root}",
+            hint="give the study folder: --resume DIR",
+        )
+    return candidates[-1]
+
+
+class SkippableSleep:
+    """Waits for a gap; in a terminal, Enter ends the wait early."""
+
+    def __init__(self) -> None:
+        self._enter = threading.Event()
+        if sys.stdin is not None and sys.stdin.isatty():
+            threading.Thread(target=self._read_lines, daemon=True, name="llem-enter").start()
+
+    def _read_lines(self) -> None:
+        for _ in sys.stdin:
+            self._enter.set()
+
+    def __call__(self, seconds: float) -> None:
+        self._enter.clear()
+        self._enter.wait(seconds)
+
+
+class RichStudyReporter:
+    """A live table on stderr: one row per run, and a countdown during gaps."""
+
+    def __init__(self, console: Console, plan: StudyPlan) -> None:
+        self._plan = plan
+        self._rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self._started: dict[tuple[int, int], float] = {}
+        self._step = ""
+        self._wait: tuple[float, str] | None = None
+        self._live = Live(self, console=console, refresh_per_second=4, transient=False)
+        self._console = console
+
+    def __enter__(self) -> RichStudyReporter:
+        if self._console.is_terminal:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._console.is_terminal:
+            self._live.stop()
+
+    def run_started(self, label: str, index: int, cycle: int) -> None:
+        self._wait = None
+        self._started[(index, cycle)] = time.monotonic()
+        self._rows[(index, cycle)] = {"label": label, "status": "running"}
+        if not self._console.is_terminal:
+            self._console.print(f"run {index}/c{cycle} {label}: started", highlight=False)
+
+    def progress(self, step: str) -> None:
+        self._step = step
+
+    def run_finished(self, entry: ManifestEntry) -> None:
+        key = (entry.index, entry.cycle)
+        metrics = entry.metrics
+        self._rows[key] = {
+            "label": entry.label,
+            "status": entry.status,
+            "elapsed": entry.duration_s,
+            "tok_s": metrics.output_tokens_per_s if metrics else None,
+            "j_tok": metrics.j_per_output_token if metrics else None,
+            "error": entry.error,
+        }
+        if not self._console.is_terminal:
+            self._console.print(
+                f"run {entry.index}/c{entry.cycle} {entry.label}: {entry.status}"
+                + (f" ({entry.error})" if entry.error else ""),
+                highlight=False,
+                markup=False,
+            )
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self._wait = (time.monotonic() + seconds, reason)
+        if not self._console.is_terminal:
+            self._console.print(f"{reason}: {seconds:.0f} s", highlight=False)
+
+    def __rich__(self) -> RenderableType:
+        table = Table(title=f"study {self._plan.name}", title_justify="left")
+        for column in ("run", "config", "status", "elapsed s", "tok/s", "J/token"):
+            table.add_column(column)
+        for (index, cycle), row in sorted(self._rows.items(), key=lambda kv: self._started[kv[0]]):
+            elapsed = row.get("elapsed")
+            if row["status"] == "running":
+                elapsed = time.monotonic() - self._started[(index, cycle)]
+            status = row["status"] + (f" · {self._step}" if row["status"] == "running" else "")
+            table.add_row(
+                f"{index}/c{cycle}",
+                escape(row["label"]),
+                escape(status),
+                _fmt(elapsed, ".1f"),
+                _fmt(row.get("tok_s"), ".2f"),
+                _fmt(row.get("j_tok"), ".4f"),
+            )
+        if self._wait is not None:
+            left = self._wait[0] - time.monotonic()
+            if left > 0:
+                table.caption = escape(f"{self._wait[1]}: {left:.0f} s left (Enter skips)")
+        return table
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def summary_table(result: StudyResult) -> Table:
+    """Per unique config across cycles: mean, std and 95 % CI of J/token and tokens/s."""
+    s = result.summary
+    table = Table(
+        title=(
+            f"study {result.name}: {result.status} — {s.n_completed}/{s.n_planned} runs completed, "
+            f"{s.n_failed} failed, {s.n_interrupted} interrupted, {s.n_skipped} not run"
+        ),
+        title_justify="left",
+    )
+    for column in (
+        "#",
+        "config",
+        "n",
+        "J/output token (mean ± 95% CI, std)",
+        "output tokens/s (mean ± 95% CI, std)",
+    ):
+        table.add_column(column)
+    for agg in result.aggregates:
+        table.add_row(
+            str(agg.index),
+            escape(agg.label),
+            str(agg.n_completed),
+            _aggregate(agg.j_per_output_token, ".4f"),
+            _aggregate(agg.output_tokens_per_s, ".2f"),
+        )
+    energy = "n/a" if s.total_energy_j is None else f"{s.total_energy_j:,.1f} J"
+    table.caption = f"wall time {s.wall_time_s:,.1f} s; total energy {energy}"
+    return table
+
+
+def _aggregate(agg: Any, spec: str) -> str:
+    if agg.mean is None:
+        return "n/a"
+    text = format(agg.mean, spec)
+    if agg.ci95_half_width is not None:
+        text += f" ± {format(agg.ci95_half_width, spec)}"
+    if agg.std is not None:
+        text += f" (std {format(agg.std, spec)})"
+    return text

@@ -1,0 +1,72 @@
+"""Child targets for ``run_isolated(target=...)``: module-level, so spawn can import them.
+
+Spawn hands the child the parent's ``sys.path`` before it unpickles the target, so a
+module that pytest put on the path (``tests/study``) is importable in the child too.
+Each target has the signature of :data:`llenergymeasure.study.isolation.ChildTarget`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.energy.fake import FakeEnergySampler
+from llenergymeasure.experiment.reporter import Reporter
+from llenergymeasure.experiment.run import run_experiment
+from llenergymeasure.results.models import ExperimentResult
+
+# Environment variables the tests set for the child (spawn passes the environment).
+PID_FILE_ENV = "LLEM_TEST_PID_FILE"
+FAIL_LATENCY_MS = 0.5  # configs with this fake prefill latency fail in `fail_marked`
+FAKE_POWER_W = 10.0
+
+
+def fake_energy(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """The real experiment with a scripted 10 W sampler, so J/token has a value."""
+    sampler = FakeEnergySampler({"cpu:0": FAKE_POWER_W}, method="counter")
+    return run_experiment(config, sampler=sampler, reporter=reporter)
+
+
+def fail_marked(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """Raises for configs whose fake prefill latency is FAIL_LATENCY_MS; runs the rest."""
+    if config.fake is not None and config.fake.prefill_latency_ms == FAIL_LATENCY_MS:
+        raise RuntimeError("scripted failure for this config")
+    return fake_energy(config, reporter)
+
+
+def always_fail(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    raise ValueError("this target always fails")
+
+
+def segfault(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    raise AssertionError("unreachable")
+
+
+def hang_with_grandchild(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """Starts a grandchild, writes both pids to $LLEM_TEST_PID_FILE, then never returns."""
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(os.environ[PID_FILE_ENV]).write_text(f"{os.getpid()} {grandchild.pid}")
+    with reporter.step("hanging"):
+        while True:
+            time.sleep(1)
+
+
+def hog_memory(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """Allocates until the address-space limit set here stops it (never the host's memory)."""
+    vm_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmSize:")
+    )
+    limit = vm_kib * 1024 + 256 * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    hoard = []
+    while True:
+        hoard.append(bytearray(32 * 2**20))

@@ -1,0 +1,142 @@
+"""run_isolated with real spawned children: every way a run can end is its own outcome."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import child_targets
+import pytest
+from study_helpers import gone, tiny
+
+from llenergymeasure.study.isolation import log_path, run_isolated
+
+
+def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> None:
+    steps: list[str] = []
+    outcome = run_isolated(
+        tiny(), study_dir=tmp_path, index=7, cycle=2, timeout_s=60, on_progress=steps.append
+    )
+    assert outcome.status == "completed", outcome.message
+    assert outcome.result_dir is not None
+    assert outcome.result_dir.parent == tmp_path
+    assert re.fullmatch(r"007_c2_.+-fake_[0-9a-f]{8}", outcome.result_dir.name)
+    result = json.loads((outcome.result_dir / "result.json").read_text(encoding="utf-8"))
+    assert result["tokens"]["n_output_tokens"] == 4
+    assert outcome.metrics is not None
+    assert outcome.metrics.output_tokens_per_s == result["throughput"]["output_tokens_per_s"]
+    assert outcome.metrics.window_s == result["window"]["duration_s"]
+    assert "measuring" in steps and steps.index("loading model") < steps.index("measuring")
+    assert not log_path(tmp_path, 7, 2).exists()  # a quiet, successful run leaves no log
+
+
+def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) -> None:
+    outcome = run_isolated(
+        tiny(), study_dir=tmp_path, index=3, cycle=1, timeout_s=60, target=child_targets.always_fail
+    )
+    assert outcome.status == "failed"
+    assert outcome.error_type == "ValueError"
+    assert outcome.message == "ValueError: this target always fails"
+    assert outcome.log_path == tmp_path / "logs" / "003_c1.log"
+    log = outcome.log_path.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log
+    assert "in always_fail" in log
+    assert not list(tmp_path.glob("003_c1_*"))
+
+
+def test_a_segfault_is_a_crash_named_by_its_signal(tmp_path: Path) -> None:
+    outcome = run_isolated(
+        tiny(), study_dir=tmp_path, index=1, cycle=1, timeout_s=60, target=child_targets.segfault
+    )
+    assert outcome.status == "crashed"
+    assert outcome.signal_name == "SIGSEGV"
+    assert outcome.message is not None and "SIGSEGV" in outcome.message
+    assert outcome.log_path is not None
+    assert "Segmentation fault" in outcome.log_path.read_text(encoding="utf-8")
+
+
+def test_a_hang_times_out_and_its_whole_process_group_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
+    began = time.monotonic()
+    outcome = run_isolated(
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        timeout_s=4,
+        target=child_targets.hang_with_grandchild,
+    )
+    assert time.monotonic() - began < 4 + 5
+    assert outcome.status == "timed_out"
+    assert outcome.message is not None and "4 s" in outcome.message
+    child_pid, grandchild_pid = map(int, pid_file.read_text().split())
+    assert gone(child_pid)
+    assert gone(grandchild_pid), "the grandchild outlived the timeout: group not killed"
+    # Just before the deadline the child dumped where it hung.
+    assert outcome.log_path is not None
+    assert "hang_with_grandchild" in outcome.log_path.read_text(encoding="utf-8")
+
+
+def test_a_memory_hog_ends_as_failed_or_crashed_not_as_a_hang(tmp_path: Path) -> None:
+    outcome = run_isolated(
+        tiny(), study_dir=tmp_path, index=1, cycle=1, timeout_s=60, target=child_targets.hog_memory
+    )
+    assert outcome.status in {"failed", "crashed"}
+    assert outcome.duration_s < 30
+    if outcome.status == "failed":
+        assert outcome.error_type == "MemoryError"
+
+
+def test_a_stop_event_interrupts_the_running_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
+    stop = threading.Event()
+
+    def on_progress(step: str) -> None:
+        if step == "hanging":
+            stop.set()
+
+    outcome = run_isolated(
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        timeout_s=60,
+        on_progress=on_progress,
+        stop_event=stop,
+        target=child_targets.hang_with_grandchild,
+    )
+    assert outcome.status == "interrupted"
+    assert outcome.duration_s < 15
+    assert all(gone(int(pid)) for pid in pid_file.read_text().split())
+
+
+def test_ctrl_c_in_the_parent_interrupts_and_kills_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "pids"
+    monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
+
+    def on_progress(step: str) -> None:
+        if step == "hanging":
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while the parent waits
+
+    outcome = run_isolated(
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        timeout_s=60,
+        on_progress=on_progress,
+        target=child_targets.hang_with_grandchild,
+    )
+    assert outcome.status == "interrupted"
+    assert all(gone(int(pid)) for pid in pid_file.read_text().split())
