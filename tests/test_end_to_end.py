@@ -102,3 +102,31 @@ def test_synthetic_prompts_of_exact_length_on_the_real_model() -> None:
     assert [r.n_input_tokens for r in result.requests] == [24, 24, 24, 24]
     assert [r.n_output_tokens for r in result.requests] == [6, 6, 6, 6]
     assert result.engine_args["generate"]["min_new_tokens"] == "6"
+
+
+def test_a_study_of_the_bundled_model_in_subprocesses(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(
+        "study_name: e2e\n"
+        "task: {model: smollm2-135m, dataset: {n_prompts: 2}, max_output_tokens: 4}\n"
+        "measurement: {warmup: {n_warmup: 1}}\n"
+        "sweep: {transformers.batch_size: [1, 2]}\n"
+        "study_execution: {n_cycles: 1, experiment_gap_s: 0, cycle_gap_s: 0}\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "llenergymeasure", "run", "study.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (study_dir,) = (tmp_path / "results").iterdir()
+    summary = json.loads((study_dir / "study_result.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["summary"]["n_completed"] == 2
+    for entry in json.loads((study_dir / "manifest.json").read_text())["entries"]:
+        result = json.loads((study_dir / entry["result"] / "result.json").read_text())
+        assert result["engine"] == "transformers"
+        assert result["tokens"]["n_completed"] == 2

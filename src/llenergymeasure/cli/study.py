@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 
+# A terminal table of thousands of rows is unreadable and slow to draw.
+MAX_PLAN_ROWS = 50
+
+
 def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
     """Each unique config, the run count and order, skips, and the time known in advance."""
     runs = plan.runs()
@@ -41,7 +45,8 @@ def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
     table.add_column("config")
     table.add_column("hash")
     table.add_column("prompts × max tokens")
-    for i, (config, label) in enumerate(zip(plan.configs, plan.labels, strict=True), 1):
+    shown = list(zip(plan.configs, plan.labels, strict=True))[:MAX_PLAN_ROWS]
+    for i, (config, label) in enumerate(shown, 1):
         task = config.task
         table.add_row(
             str(i),
@@ -49,6 +54,8 @@ def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
             plan.config_hashes[i - 1][:8],
             f"{task.dataset.n_prompts} × {task.max_output_tokens}",
         )
+    if len(plan.configs) > MAX_PLAN_ROWS:
+        table.add_row("…", f"and {len(plan.configs) - MAX_PLAN_ROWS:,} more configs", "", "")
     order = ", ".join(f"{r.config_index + 1}/c{r.cycle}" for r in runs[:24])
     table.caption = escape(
         f"run order: {order}{' …' if len(runs) > 24 else ''}\n"

@@ -18,14 +18,12 @@ pyarrow is imported inside the functions, so importing this module stays light.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.atomic import write_error
+from llenergymeasure.results.atomic import atomic_write
 
 __all__ = ["TIMESERIES_COLUMNS", "TIMESERIES_FILE", "read_timeseries", "write_timeseries"]
 
@@ -94,24 +92,7 @@ def write_timeseries(rows: Iterable[Mapping[str, object]], path: Path) -> None:
         table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         raise ResultError(f"timeseries for {path} has a bad value: {err}") from err
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(table, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)  # noqa: PTH105 - the one rename syscall, patched in fault tests
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as err:
-        raise write_error(path, err) from err
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
 
 
 def read_timeseries(path: Path) -> list[dict[str, object]]:
