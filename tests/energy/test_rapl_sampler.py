@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_powercap import MAX_UJ, make_tree, set_counter, write_zone
 
+from fake_powercap import MAX_UJ, make_tree, set_counter, write_zone
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.rapl import RaplSampler, RaplTelemetry, discover_rapl_zones
 from llenergymeasure.energy.telemetry import TelemetrySource

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_powercap import make_tree
 
+from fake_powercap import make_tree
 from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
 from llenergymeasure.energy.fake import FakeEnergySampler
