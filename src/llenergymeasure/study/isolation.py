@@ -30,7 +30,7 @@ from threading import Event
 from typing import Literal, TypeAlias
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.experiment.reporter import Reporter
+from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.results.models import ExperimentResult
 from llenergymeasure.results.persistence import write_experiment
@@ -142,7 +142,7 @@ class _Failed:
     message: str
 
 
-class _QueueReporter:
+class _QueueReporter(NullReporter):
     """The experiment's Reporter inside the child: step names go to the parent."""
 
     def __init__(self, progress: multiprocessing.queues.Queue[str]) -> None:
@@ -152,18 +152,6 @@ class _QueueReporter:
     def step(self, name: str) -> Iterator[None]:
         self._progress.put(name)
         yield
-
-    def info(self, message: str) -> None:
-        return None
-
-    def start_progress(self, total: int, description: str) -> None:
-        return None
-
-    def advance(self, done: int) -> None:
-        return None
-
-    def wait(self, seconds: float, reason: str) -> None:
-        time.sleep(seconds)
 
 
 def _child_main(
