@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -30,12 +29,12 @@ from llenergymeasure.config.loading import (
     read_config_file,
 )
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.config.study import StudyPlan, load_study
+from llenergymeasure.config.study import load_study
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
-from llenergymeasure.experiment.warmup import GPU_MIN_THERMAL_FLOOR_S
+from llenergymeasure.study.estimate import estimate_duration
 from llenergymeasure.study.run import run_study
 from llenergymeasure.system.gpus import list_gpus
 
@@ -229,7 +228,7 @@ def run_study_file(
     plan = load_study(path, overrides, user=user)
     on_gpu = bool(list_gpus()[0])  # only sets the default thermal gaps; no torch in the parent
     if dry_run:
-        out.print(plan_table(plan, **_known_seconds(plan, on_gpu)))
+        out.print(plan_table(plan, estimate_duration(plan, on_gpu=on_gpu, results_root=root)))
         return 0
     resume_dir = None
     if resume is not None:
@@ -248,29 +247,6 @@ def run_study_file(
     if outcome.status == "interrupted":
         err.print(f"interrupted; finish it with: llem run {path} --resume {outcome.study_dir}")
     return outcome.exit_code
-
-
-def _known_seconds(plan: StudyPlan, on_gpu: bool) -> dict[str, float]:
-    """Time known before anything runs: thermal gaps, and on a GPU baselines and floors."""
-    runs = plan.runs()
-    ex = plan.execution
-    gpu_default = 1.0 if on_gpu else 0.0
-    experiment_gap = _or(ex.experiment_gap_s, 60.0 * gpu_default)
-    cycle_gap = _or(ex.cycle_gap_s, 300.0 * gpu_default)
-    cycle_changes = sum(1 for a, b in itertools.pairwise(runs) if a.cycle != b.cycle)
-    gaps = cycle_changes * cycle_gap + (len(runs) - 1 - cycle_changes) * experiment_gap
-    fixed = 0.0
-    if on_gpu:
-        for run in runs:
-            m = plan.configs[run.config_index].measurement
-            fixed += (m.baseline.duration_s if m.baseline.enabled else 0.0) + max(
-                m.warmup.thermal_floor_s, GPU_MIN_THERMAL_FLOOR_S
-            )
-    return {"fixed_s": fixed, "gaps_s": max(gaps, 0.0)}
-
-
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.errors import StudyError
+from llenergymeasure.study.estimate import DurationEstimate
 from llenergymeasure.study.manifest import MANIFEST_FILE, ManifestEntry
 from llenergymeasure.study.models import StudyResult
 
@@ -31,8 +32,8 @@ __all__ = [
 MAX_PLAN_ROWS = 50
 
 
-def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
-    """Each unique config, the run count and order, skips, and the time known in advance."""
+def plan_table(plan: StudyPlan, estimate: DurationEstimate) -> Table:
+    """Each unique config, the run count and order, skips, and the estimated duration."""
     runs = plan.runs()
     table = Table(
         title=(
@@ -59,12 +60,22 @@ def plan_table(plan: StudyPlan, *, fixed_s: float, gaps_s: float) -> Table:
     order = ", ".join(f"{r.config_index + 1}/c{r.cycle}" for r in runs[:24])
     table.caption = escape(
         f"run order: {order}{' …' if len(runs) > 24 else ''}\n"
-        f"design hash {plan.design_hash}; known in advance: {gaps_s:,.0f} s of thermal gaps and "
-        f"{fixed_s:,.0f} s of baselines and thermal floors, plus model loading and inference"
+        f"design hash {plan.design_hash}\n{_estimate_text(estimate)}"
     )
     for skipped in plan.skipped:
         table.add_row("-", escape(f"skipped: {skipped.label}"), "", escape(skipped.reason))
     return table
+
+
+def _estimate_text(e: DurationEstimate) -> str:
+    parts = [f"{e.gaps_s:,.0f} s of thermal gaps"]
+    if e.n_timed_runs:
+        parts.append(f"{e.timed_s:,.0f} s for {e.n_timed_runs} runs timed from earlier results")
+    if e.n_untimed_runs:
+        fixed = f" ({e.fixed_s:,.0f} s of baselines and thermal floors known)" if e.fixed_s else ""
+        parts.append(f"{e.n_untimed_runs} runs never timed{fixed}")
+    bound = "at least " if e.n_untimed_runs else "about "
+    return f"estimated duration: {bound}{e.total_s:,.0f} s = " + " + ".join(parts)
 
 
 def find_resume_dir(results_root: Path, name: str) -> Path:
