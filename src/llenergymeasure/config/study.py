@@ -70,6 +70,7 @@ __all__ = [
     "SkippedConfig",
     "StudyExecution",
     "StudyPlan",
+    "effective_gaps",
     "expand_study",
     "load_study",
     "order_runs",
@@ -118,6 +119,22 @@ class StudyExecution(BaseModel):
     max_consecutive_failures: int = Field(10, ge=1, description="circuit-breaker threshold")
     shuffle_seed: int | None = Field(None, description="None = derived from the design hash")
     executor: Literal["local"] = "local"
+
+
+# Thermal gaps when the study file leaves them unset and a GPU is measured: long enough for
+# a GPU to shed the heat of the previous run. A CPU-only host gets none.
+GPU_EXPERIMENT_GAP_S = 60.0
+GPU_CYCLE_GAP_S = 300.0
+
+
+def effective_gaps(
+    experiment_gap_s: float | None, cycle_gap_s: float | None, *, on_gpu: bool
+) -> tuple[float, float]:
+    """(between experiments, between cycles) in seconds, with the defaults applied."""
+    return (
+        experiment_gap_s if experiment_gap_s is not None else GPU_EXPERIMENT_GAP_S * on_gpu,
+        cycle_gap_s if cycle_gap_s is not None else GPU_CYCLE_GAP_S * on_gpu,
+    )
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def measure_baseline(
     std_w, n_samples = None, reading.n_samples
     if trace is not None:
         recorded = trace.stop()
-        totals = _total_power_per_tick(recorded.to_rows())
+        totals = recorded.total_power_by_tick()
         n_samples = len(totals)
         std_w = statistics.stdev(totals) if len(totals) >= 2 else None
     seconds = reading.duration_s or duration_s
@@ -79,16 +79,6 @@ def measure_baseline(
         strategy=strategy,
         measured_at=datetime.now(timezone.utc),
     )
-
-
-def _total_power_per_tick(rows: Sequence[dict[str, object]]) -> list[float]:
-    """Sum of device power at each sampling instant (the process row has no power)."""
-    by_tick: dict[object, float] = {}
-    for row in rows:
-        power = row.get("power_w")
-        if isinstance(power, int | float):
-            by_tick[row["t_s"]] = by_tick.get(row["t_s"], 0.0) + float(power)
-    return list(by_tick.values())
 
 
 class BaselineCache:

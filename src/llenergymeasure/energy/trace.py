@@ -119,6 +119,14 @@ class Trace:
             if lo <= row.t_s <= hi and (device is None or row.device == device)
         ]
 
+    def total_power_by_tick(self, t0: float | None = None, t1: float | None = None) -> list[float]:
+        """Summed power of every device that reports power, one figure per sampling instant."""
+        by_tick: dict[float, float] = {}
+        for row in self.rows_between(t0, t1):
+            if row.power_w is not None:
+                by_tick[row.t_s] = by_tick.get(row.t_s, 0.0) + row.power_w
+        return list(by_tick.values())
+
     def power_stats(
         self, device: str, t0: float | None = None, t1: float | None = None
     ) -> PowerStats | None:

@@ -197,11 +197,8 @@ class _TraceView:
 
     def peak_total_w(self) -> float | None:
         """The highest summed power of all devices at one sampling instant."""
-        by_tick: dict[float, float] = {}
-        for row in self.trace.rows_between(self.t0, self.t1):
-            if row.power_w is not None:
-                by_tick[row.t_s] = by_tick.get(row.t_s, 0.0) + row.power_w
-        return max(by_tick.values()) if by_tick else None
+        totals = self.trace.total_power_by_tick(self.t0, self.t1)
+        return max(totals) if totals else None
 
     def thermal(self) -> tuple[DeviceThermal, ...]:
         summaries = summarise_thermal(self.trace, self.t0, self.t1)

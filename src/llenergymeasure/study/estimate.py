@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from llenergymeasure.config.study import StudyPlan
+from llenergymeasure.config.study import StudyPlan, effective_gaps
 from llenergymeasure.experiment.warmup import GPU_MIN_THERMAL_FLOOR_S
 
 __all__ = ["DurationEstimate", "estimate_duration"]
@@ -42,8 +42,7 @@ def estimate_duration(plan: StudyPlan, *, on_gpu: bool, results_root: Path) -> D
     """Gaps + earlier measured durations of the same configs + fixed parts of new ones."""
     runs = plan.runs()
     ex = plan.execution
-    experiment_gap = ex.experiment_gap_s if ex.experiment_gap_s is not None else 60.0 * on_gpu
-    cycle_gap = ex.cycle_gap_s if ex.cycle_gap_s is not None else 300.0 * on_gpu
+    experiment_gap, cycle_gap = effective_gaps(ex.experiment_gap_s, ex.cycle_gap_s, on_gpu=on_gpu)
     cycle_changes = sum(1 for a, b in itertools.pairwise(runs) if a.cycle != b.cycle)
     gaps = cycle_changes * cycle_gap + max(len(runs) - 1 - cycle_changes, 0) * experiment_gap
     history = _earlier_durations(results_root, {h[:8] for h in plan.config_hashes})

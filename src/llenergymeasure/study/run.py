@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import yaml
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.config.study import load_study
+from llenergymeasure.config.study import effective_gaps, load_study
 from llenergymeasure.results.persistence import atomic_write_text, create_unique_dir, run_dir_name
 from llenergymeasure.study.isolation import RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Ledger, Manifest, ManifestEntry, remaining
@@ -163,18 +163,17 @@ def _resolved(plan: StudyPlanLike) -> dict[str, Any]:
 def _protocol(plan: StudyPlanLike, on_gpu: bool) -> StudyProtocol:
     """The execution settings with the gap defaults applied: 60/300 s on a GPU, 0 on the CPU."""
     execution = plan.execution
+    experiment_gap_s, cycle_gap_s = effective_gaps(
+        execution.experiment_gap_s, execution.cycle_gap_s, on_gpu=on_gpu
+    )
     return StudyProtocol(
         n_cycles=execution.n_cycles,
         experiment_order=execution.experiment_order,
-        experiment_gap_s=_or(execution.experiment_gap_s, 60.0 if on_gpu else 0.0),
-        cycle_gap_s=_or(execution.cycle_gap_s, 300.0 if on_gpu else 0.0),
+        experiment_gap_s=experiment_gap_s,
+        cycle_gap_s=cycle_gap_s,
         experiment_timeout_s=execution.experiment_timeout_s,
         max_consecutive_failures=execution.max_consecutive_failures,
     )
-
-
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def _gap(
