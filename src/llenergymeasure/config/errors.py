@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from llenergymeasure.errors import ConfigError
 
-__all__ = ["config_error_from_validation", "did_you_mean"]
+__all__ = ["config_error_from_validation", "did_you_mean", "printable"]
+
+# A key or value quoted in an error message is cut at this length: the message stays a line.
+_MAX_SHOWN = 60
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
+def printable(text: object, limit: int = _MAX_SHOWN) -> str:
+    """``text`` made safe to quote in a one-line message: control and line-break
+    characters escaped (``\\n``), and cut to ``limit`` characters with an ellipsis."""
+    shown = "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        else ch
+        for ch in str(text)[: limit + 1]
+    )
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def did_you_mean(word: object, choices: list[str]) -> str:
     """`` (did you mean `x`?)`` for a close match among choices, else an empty string."""
-    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f" (did you mean `{matches[0]}`?)" if matches else ""
 
 
@@ -42,7 +58,9 @@ def _unwrap_model(annotation: Any) -> Any:
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-after"))
+    return printable(
+        ".".join(str(p) for p in loc if not str(p).startswith("function-after")), 2 * _MAX_SHOWN
+    )
 
 
 def config_error_from_validation(
@@ -59,7 +77,7 @@ def config_error_from_validation(
             suggestion = did_you_mean(key, _fields_at(model, parent))
             unknown.append(f"`{_dotted(loc)}`{suggestion}")
             continue
-        message = str(item["msg"]).removeprefix("Value error, ")
+        message = printable(str(item["msg"]).removeprefix("Value error, "), 4 * _MAX_SHOWN)
         where = _dotted(loc)
         problems.append(f"`{where}`: {message}" if where else message)
     parts: list[str] = []

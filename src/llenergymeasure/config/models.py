@@ -6,9 +6,18 @@ against itself, never against the host (that is pre-flight's job).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import types
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ENGINE_NAMES",
@@ -18,6 +27,7 @@ __all__ = [
     "ExperimentConfig",
     "FakeConfig",
     "MeasurementConfig",
+    "NumbersNotBooleans",
     "TaskConfig",
     "TensorRTConfig",
     "TransformersConfig",
@@ -42,7 +52,47 @@ SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Strict(BaseModel):
+def _is_number(annotation: Any) -> bool:
+    """True for ``int``, ``float``, a Literal of numbers, or an optional/union of those."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return any(
+            isinstance(arg, int | float) and not isinstance(arg, bool)
+            for arg in get_args(annotation)
+        )
+    if origin in (Union, types.UnionType):
+        return any(_is_number(arg) for arg in get_args(annotation))
+    return False
+
+
+class NumbersNotBooleans(BaseModel):
+    """Numeric fields refuse booleans.
+
+    YAML reads ``yes``/``true`` as booleans and pydantic's lax mode would turn them into
+    1, so ``n_prompts: true`` would silently run one prompt. Numbers stay lax otherwise
+    (an int is a valid float; ``"8"`` is a valid int).
+    """
+
+    _number_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._number_fields = frozenset(
+            name for name, f in cls.model_fields.items() if _is_number(f.annotation)
+        )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in cls._number_fields:
+            raise ValueError(f"expected a number, got the boolean `{str(value).lower()}`")
+        return value
+
+
+class _Strict(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
@@ -84,7 +134,8 @@ class TaskConfig(_Strict):
     chat_template: bool | None = Field(
         None, description="apply the model's chat template; None = when the model has one"
     )
-    trust_remote_code: bool = False
+    # Only a literal true runs a model folder's own code: no "yes", 1 or "on".
+    trust_remote_code: StrictBool = False
 
     @model_validator(mode="after")
     def _output_len_fits(self) -> TaskConfig:

@@ -10,12 +10,14 @@ from pathlib import Path
 from llenergymeasure.datasets.base import Prompt
 from llenergymeasure.errors import ConfigError
 
-__all__ = ["TEXT_FIELDS", "load_jsonl", "parse_jsonl"]
+__all__ = ["MAX_DATASET_BYTES", "TEXT_FIELDS", "load_jsonl", "parse_jsonl"]
 
 # Searched in this order; the first that holds a non-empty string is the prompt.
 # The later names cover common instruction-tuning and QA dumps without conversion.
 TEXT_FIELDS: tuple[str, ...] = ("prompt", "text", "instruction", "input", "question")
 DEFAULT_CATEGORY = "jsonl"
+# Read whole into memory: far above any prompt set, far below what would exhaust a host.
+MAX_DATASET_BYTES = 256 * 2**20
 # Enough line numbers to find the problem, few enough to keep the message on a screen.
 _N_LISTED_BAD_LINES = 5
 
@@ -49,7 +51,18 @@ def load_jsonl(path: str | Path) -> list[Prompt]:
             f"dataset path {str(file)!r} is a directory, not a .jsonl file",
             hint="point task.dataset.source at the file inside it",
         )
+    if file.exists() and not file.is_file():
+        # A FIFO or a device would block the read forever, or never end.
+        raise ConfigError(
+            f"dataset path {str(file)!r} is not a regular file",
+            hint="point task.dataset.source at a .jsonl file",
+        )
     try:
+        if file.stat().st_size > MAX_DATASET_BYTES:
+            raise ConfigError(
+                f"dataset file {str(file)!r} is larger than {MAX_DATASET_BYTES // 2**20} MiB",
+                hint="use a smaller file; n_prompts takes prompts from its start",
+            )
         data = file.read_bytes()
     except FileNotFoundError as err:
         raise ConfigError(

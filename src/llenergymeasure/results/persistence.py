@@ -34,16 +34,32 @@ __all__ = [
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 80
+# Names Windows reserves for devices, with or without an extension (`con`, `NUL.txt`).
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe rendering of a label: no separators, no leading dots, bounded length."""
+    """A file-name-safe rendering of a label: one path component on every OS.
+
+    Only ASCII letters, digits, ``.``, ``_`` and ``-`` survive (separators, NUL and
+    everything else become ``-``); no leading or trailing dot or dash (so never ``.`` or
+    ``..``), at most 80 characters, never a Windows device name, never empty.
+    """
     cleaned = _UNSAFE.sub("-", text).strip(".-")
-    return cleaned[:_MAX_NAME] or "run"
+    reserved = _WINDOWS_RESERVED.match(cleaned)
+    if reserved:  # `nul.txt` -> `nul_.txt`: the device name is what Windows matches
+        cleaned = f"{reserved.group(1)}_{reserved.group(2) or ''}"
+    return cleaned[:_MAX_NAME].rstrip(".-") or "run"
 
 
 def create_unique_dir(parent: Path, name: str) -> Path:
-    """Create ``parent/name``, or ``name_1``, ``name_2``... if taken; never reuse a folder."""
+    """Create ``parent/name``, or ``name_1``, ``name_2``... if taken; never reuse a folder.
+
+    ``name`` must be one plain path component; anything already at a name (a folder,
+    a file, a symbolic link) is skipped, never written into.
+    """
+    if name in ("", ".", "..") or any(ch in name for ch in "/\\\0") or Path(name).is_absolute():
+        raise ResultError(f"refusing a result folder name that is not one path component: {name!r}")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(10_000):
