@@ -11,9 +11,10 @@ import pytest
 def _no_user_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Point LLEM_USER_CONFIG at a file that does not exist, so defaults apply."""
-    missing = tmp_path_factory.mktemp("user-config") / "config.yaml"
-    monkeypatch.setenv("LLEM_USER_CONFIG", str(missing))
+    """Point LLEM_USER_CONFIG at an empty user config, so defaults apply."""
+    empty = tmp_path_factory.mktemp("user-config") / "config.yaml"
+    empty.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setenv("LLEM_USER_CONFIG", str(empty))
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ EXAMPLES = Path("/work/shared/examples")
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the real user's config out of every test."""
-    monkeypatch.setenv("LLEM_USER_CONFIG", str(tmp_path / "absent-user-config.yaml"))
+    empty = tmp_path / "empty-user-config.yaml"
+    empty.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setenv("LLEM_USER_CONFIG", str(empty))
 
 
 def write(path: Path, text: str) -> Path:
@@ -426,6 +428,15 @@ def test_load_user_config_missing_file_gives_defaults(tmp_path: Path) -> None:
     assert user == UserConfig()
     assert user.defaults == {}
     assert user.cpu_tdp_w is None
+
+
+def test_a_missing_file_named_by_llem_user_config_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_USER_CONFIG", str(tmp_path / "typo.yaml"))
+    with pytest.raises(ConfigError) as info:
+        load_user_config()
+    assert "typo.yaml" in info.value.message and "LLEM_USER_CONFIG" in info.value.message
 
 
 def test_load_user_config_rejects_unknown_keys(

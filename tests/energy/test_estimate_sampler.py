@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
+import psutil
 import pytest
 
 from llenergymeasure.energy.base import EnergySampler
@@ -108,6 +113,25 @@ def test_default_cpu_time_counts_this_process() -> None:
         total += i
     assert total > 0
     assert process_cpu_time_s() > before
+
+
+def test_default_cpu_time_counts_a_live_child_process() -> None:
+    """Engines such as vLLM run the model in helper processes: their CPU time counts."""
+    before = process_cpu_time_s()
+    burn = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass\n"
+    child = subprocess.Popen([sys.executable, "-c", burn + "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            times = psutil.Process(child.pid).cpu_times()
+            if times.user + times.system >= 0.95:
+                break
+            time.sleep(0.05)
+        # The child is still alive (sleeping): only a descendant-aware count sees its second.
+        assert process_cpu_time_s() - before >= 0.9
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_real_seams_give_a_positive_estimate() -> None:

@@ -1,13 +1,14 @@
 """The CPU energy estimate, for hosts with no readable energy counter, and the "none" sampler.
 
-The estimate (DESIGN.md §4): CPU energy = the process's CPU time over the window
-x the TDP per hardware thread. It is always ``method: estimated``,
+The estimate (DESIGN.md §4): CPU energy = the CPU time of this process and its descendants
+over the window x the TDP per hardware thread. It is always ``method: estimated``,
 ``confidence: low``, and it says which TDP it used and where that came from. DRAM
 is not estimated: there is no ``dram`` domain rather than a made-up figure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -24,13 +25,20 @@ ESTIMATE_MODEL = "process CPU time x TDP per hardware thread"
 
 
 def process_cpu_time_s() -> float:
-    """User + system CPU seconds of this process (all threads) and of its waited-for children.
+    """User + system CPU seconds of this process and every descendant (all threads).
 
-    Children count only once they have exited and been waited for; a child that is
-    still running at ``end()`` is not in the figure.
+    Engines that run their model in helper processes (vLLM's engine core and workers)
+    would otherwise vanish from the figure. Live descendants are read directly; exited
+    ones count once waited for, through their parent's ``children_*`` times. A
+    descendant that exits and is not yet waited for at ``end()`` drops out until it is.
     """
-    times = psutil.Process().cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
+    me = psutil.Process()
+    total = 0.0
+    for process in (me, *me.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):  # it may exit while we look
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 class EstimateSampler:

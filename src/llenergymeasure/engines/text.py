@@ -12,12 +12,24 @@ from typing import Any
 
 from llenergymeasure.errors import EngineError
 
-__all__ = ["has_chat_template", "input_ids_for"]
+__all__ = ["has_chat_template", "input_ids_for", "resolve_chat_template"]
 
 
 def has_chat_template(tokenizer: Any) -> bool:
     """Whether the tokenizer carries a chat template."""
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def resolve_chat_template(tokenizer: Any, wanted: bool | None) -> bool:
+    """Whether to apply the chat template: ``task.chat_template``, or None = when there is one."""
+    if wanted is None:
+        return has_chat_template(tokenizer)
+    if wanted and not has_chat_template(tokenizer):
+        raise EngineError(
+            "task.chat_template is true but the model has no chat template",
+            hint="set task.chat_template: false (or leave it unset)",
+        )
+    return wanted
 
 
 def _templated_ids(tokenizer: Any, text: str) -> list[int]:
