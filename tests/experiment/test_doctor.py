@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from fake_powercap import make_tree
 from llenergymeasure.cli.doctor import _tables
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
+from llenergymeasure.engines.registry import ENGINES
 from llenergymeasure.experiment.doctor import diagnose
 
 
@@ -41,7 +43,7 @@ def test_gpu_host_report(tmp_path: Path) -> None:
     assert any("persistence" in w for w in report.warnings)
     assert any("power limit" in w for w in report.warnings)
     assert report.engines["fake"].available
-    assert not report.engines["vllm"].available
+    assert report.engines["vllm"].reason  # available or not, it says why
     data = json.loads(json.dumps(report.to_json(), default=str))
     assert data["energy_samplers"]["nvml"]["accuracy"].startswith("counter")
     text = _render(report)
@@ -71,6 +73,47 @@ def test_cli_doctor_and_its_alias_exit_0(tmp_path: Path) -> None:
         data = json.loads(proc.stdout)
         assert data["energy_samplers"]["estimate"]["available"] is True
         assert set(data["engines"]) >= {"transformers", "fake", "vllm", "tensorrt"}
+
+
+def test_every_engine_is_listed_with_its_version_or_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", None)  # not installed
+    report = diagnose(UserConfig(), powercap_root=tmp_path / "none")
+    assert set(report.engines) >= set(ENGINES)
+    tensorrt = report.engines["tensorrt"]
+    assert not tensorrt.available
+    assert tensorrt.reason.count("pip install 'llenergymeasure[tensorrt]'") == 1
+    assert report.engines["fake"].version == "1"
+    text = _render(report)
+    assert "tensorrt_llm not installed" in text
+
+
+def test_an_engine_with_a_runner_is_probed_in_that_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_RUNNER_FAKE", sys.executable)
+    fake = diagnose(UserConfig(), powercap_root=tmp_path / "none").engines["fake"]
+    assert fake.available
+    assert fake.version == "1"
+    assert f"in the runner {Path(sys.executable).absolute()} ($LLEM_RUNNER_FAKE)" in fake.reason
+
+
+def test_a_broken_runner_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_RUNNER_FAKE", str(tmp_path / "missing-python"))
+    missing = diagnose(UserConfig(), powercap_root=tmp_path / "none").engines["fake"]
+    assert not missing.available
+    assert "not an executable file" in missing.reason
+    failing = tmp_path / "python"
+    failing.write_text("#!/bin/sh\necho 'ModuleNotFoundError: llenergymeasure' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("LLEM_RUNNER_FAKE", str(failing))
+    broken = diagnose(UserConfig(), powercap_root=tmp_path / "none").engines["fake"]
+    assert not broken.available
+    assert broken.reason.endswith("ModuleNotFoundError: llenergymeasure")
+    assert str(failing) in broken.reason
 
 
 def _render(report: object) -> str:

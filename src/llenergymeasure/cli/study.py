@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
@@ -18,11 +18,13 @@ from llenergymeasure.errors import StudyError
 from llenergymeasure.study.estimate import DurationEstimate
 from llenergymeasure.study.manifest import MANIFEST_FILE, ManifestEntry
 from llenergymeasure.study.models import StudyResult
+from llenergymeasure.study.parity import StudyParity
 
 __all__ = [
     "RichStudyReporter",
     "SkippableSleep",
     "find_resume_dir",
+    "parity_table",
     "plan_table",
     "summary_table",
 ]
@@ -60,11 +62,22 @@ def plan_table(plan: StudyPlan, estimate: DurationEstimate) -> Table:
     order = ", ".join(f"{r.config_index + 1}/c{r.cycle}" for r in runs[:24])
     table.caption = escape(
         f"run order: {order}{' …' if len(runs) > 24 else ''}\n"
-        f"design hash {plan.design_hash}\n{_estimate_text(estimate)}"
+        f"design hash {plan.design_hash}\n{_estimate_text(estimate)}{_executor_text(plan)}"
     )
     for skipped in plan.skipped:
         table.add_row("-", escape(f"skipped: {skipped.label}"), "", escape(skipped.reason))
     return table
+
+
+def _executor_text(plan: StudyPlan) -> str:
+    execution = plan.execution
+    if execution.executor != "ray":
+        return ""
+    where = execution.address or "a Ray started here"
+    return (
+        f"\nexecutor ray ({where}): runs go one per GPU side by side, so the study takes "
+        "about the estimate divided by the GPUs free"
+    )
 
 
 def _estimate_text(e: DurationEstimate) -> str:
@@ -192,8 +205,9 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def summary_table(result: StudyResult) -> Table:
-    """Per unique config across cycles: mean, std and 95 % CI of J/token and tokens/s."""
+def summary_table(result: StudyResult) -> RenderableType:
+    """Per unique config across cycles: mean, std and 95 % CI of J/token and tokens/s;
+    then the engine parity, when the study compared engines."""
     s = result.summary
     table = Table(
         title=(
@@ -220,7 +234,53 @@ def summary_table(result: StudyResult) -> Table:
         )
     energy = "n/a" if s.total_energy_j is None else f"{s.total_energy_j:,.1f} J"
     table.caption = f"wall time {s.wall_time_s:,.1f} s; total energy {energy}"
+    if result.parity is None:
+        return table
+    return Group(table, parity_table(result.parity), *_parity_alarms(result.parity))
+
+
+def parity_table(parity: StudyParity) -> Table:
+    """One row per pair of engines compared: what differs and how often outputs agree."""
+    table = Table(title="engine parity", title_justify="left")
+    for column in (
+        "configs",
+        "settings that differ",
+        "first k tokens same",
+        "outputs same",
+        "like for like",
+    ):
+        table.add_column(column)
+    for group in parity.groups:
+        engines = {m.index: m.engine for m in group.members}
+        for c in group.comparisons:
+            agreement = c.agreement
+            if agreement.comparable:
+                first = f"{agreement.first_k_identical:.0%} (k={agreement.k})"
+                full = f"{agreement.fully_identical:.0%} of {agreement.n_requests}"
+            else:
+                first, full = escape(agreement.note), ""
+            table.add_row(
+                f"#{c.a} {engines[c.a]} vs #{c.b} {engines[c.b]}",
+                escape(", ".join(c.differing) or "none"),
+                first,
+                full,
+                "[green]yes[/]" if c.like_for_like else "[bold red]NO[/]",
+            )
     return table
+
+
+def _parity_alarms(parity: StudyParity) -> list[str]:
+    lines = []
+    for group in parity.groups:
+        engines = {m.index: m.engine for m in group.members}
+        for c in group.comparisons:
+            if not c.like_for_like:
+                lines.append(
+                    f"[bold red]NOT LIKE FOR LIKE: #{c.a} {engines[c.a]} vs #{c.b} "
+                    f"{engines[c.b]}[/]: " + escape("; ".join(c.reasons))
+                )
+    lines.extend(f"[yellow]parity:[/] {escape(note)}" for note in parity.notes)
+    return lines
 
 
 def _aggregate(agg: Any, spec: str) -> str:

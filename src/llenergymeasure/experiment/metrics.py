@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import sys
 from collections.abc import Sequence
@@ -47,11 +48,14 @@ from llenergymeasure.results.timeseries import TIMESERIES_FILE
 __all__ = [
     "MIN_BASELINE_S",
     "MIN_WINDOW_S",
+    "N_FIRST_TOKEN_IDS",
     "build_result",
     "energy_result",
     "flops_result",
     "latency_stats",
     "measurement_warnings",
+    "output_sha256",
+    "request_record",
 ]
 
 _MIB = 2**20
@@ -63,6 +67,9 @@ MIN_WINDOW_S = 10.0
 MIN_BASELINE_S = 30.0
 # Idle power above half the window's mean power: the adjusted figure is mostly subtraction.
 MAX_BASELINE_SHARE = 0.5
+# Generated token ids kept per request in result.json: enough to compare engines' greedy
+# outputs at a glance, small enough that a thousand requests stay a small file.
+N_FIRST_TOKEN_IDS = 32
 
 
 def latency_stats(values_ms: Sequence[float]) -> LatencyStats | None:
@@ -320,6 +327,31 @@ def measurement_warnings(
     return found
 
 
+def output_sha256(token_ids: Sequence[int]) -> str:
+    """SHA-256 of token ids written as comma-separated decimals (``"1,22,333"``)."""
+    return hashlib.sha256(",".join(str(int(t)) for t in token_ids).encode()).hexdigest()
+
+
+def request_record(request: RequestOutput, prompt_id: str) -> RequestRecord:
+    """One request in result.json, with its output's identity when the engine returned its ids.
+
+    Ids that do not account for every counted token are not the output, so no digest is kept.
+    """
+    ids = request.token_ids
+    complete = len(ids) == request.n_output_tokens
+    return RequestRecord(
+        index=request.index,
+        prompt_id=prompt_id,
+        n_input_tokens=request.n_input_tokens,
+        n_output_tokens=request.n_output_tokens,
+        latency_ms=request.latency_ms,
+        ttft_ms=request.ttft_ms,
+        itl_ms=request.itl_ms,
+        first_token_ids=tuple(int(t) for t in ids[:N_FIRST_TOKEN_IDS]) if complete else (),
+        output_sha256=output_sha256(ids) if complete else None,
+    )
+
+
 def build_result(
     plan: Plan,
     info: ModelInfo,
@@ -413,17 +445,6 @@ def build_result(
         thermal=view.thermal(),
         trace=view.summary(),
         warnings=tuple(measurement_warnings(window, energy, view, plan.warnings)),
-        requests=tuple(
-            RequestRecord(
-                index=r.index,
-                prompt_id=prompt_ids[r.index],
-                n_input_tokens=r.n_input_tokens,
-                n_output_tokens=r.n_output_tokens,
-                latency_ms=r.latency_ms,
-                ttft_ms=r.ttft_ms,
-                itl_ms=r.itl_ms,
-            )
-            for r in reqs
-        ),
+        requests=tuple(request_record(r, prompt_ids[r.index]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -13,17 +14,20 @@ from llenergymeasure.config.loading import UserConfig, carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.nvml import gpu_indices_in_scope
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.registry import select_sampler
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.base import Engine
-from llenergymeasure.engines.registry import get_engine
+from llenergymeasure.engines.context import context_length
+from llenergymeasure.engines.registry import Runner, find_runner, get_engine
+from llenergymeasure.engines.requirements import GpuRequirement, NeedsGpu
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
-from llenergymeasure.system.gpus import gpu_warnings, list_gpus
+from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
 
-__all__ = ["Plan", "estimate_model_memory_mib", "run_preflight"]
+__all__ = ["Plan", "estimate_model_memory_mib", "gpu_requirement_problems", "run_preflight"]
 
 _MIB = 2**20
 _BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -65,6 +69,7 @@ class Plan:
     prompts: list[Prompt] | None  # None for synthetic prompts, built once the tokenizer exists
     memory_estimate_mib: float | None
     warnings: list[str] = field(default_factory=list)
+    runner: Runner | None = None  # the interpreter that runs the engine, when not this one
 
     @property
     def on_gpu(self) -> bool:
@@ -85,18 +90,35 @@ def run_preflight(
 
     if engine is None:
         engine = attempt(lambda: get_engine(config.engine))
+    runner: Runner | None = None
     if engine is not None:
         availability = engine.probe()
         if not availability.available:
-            problems.append(f"engine `{config.engine}` is unavailable: {availability.reason}")
+            # Another environment's interpreter may run it; that run does the engine's checks.
+            runner = attempt(lambda: find_runner(config.engine, user.runners))
+            if runner is None:
+                problems.append(f"engine `{config.engine}` is unavailable: {availability.reason}")
     model = attempt(lambda: resolve_model(config.task.model))
     prompts = None
     if config.task.dataset.source != "synthetic":
         prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
     devices = engine.devices(config) if engine is not None else ["cpu"]
+    on_gpu = any(d.startswith("cuda") for d in devices)
+    gpus, _, no_gpu_reason = (
+        list_gpus() if on_gpu or isinstance(engine, NeedsGpu) else ([], None, None)
+    )
     memory_mib = None
+    if isinstance(engine, NeedsGpu):
+        problems.extend(
+            gpu_requirement_problems(
+                engine.gpu_requirements(config), gpus, no_gpu_reason, devices, os.environ
+            )
+        )
+    if model is not None:
+        problems.extend(_context_problems(config, model))
     if engine is not None and model is not None:
-        problems.extend(engine.preflight(config, model))
+        if runner is None:
+            problems.extend(engine.preflight(config, model))
         memory_mib = estimate_model_memory_mib(model, config)
         problems.extend(_memory_problems(memory_mib, devices))
     reason = f"given explicitly ({type(sampler).__name__})"
@@ -119,7 +141,7 @@ def run_preflight(
     attempt(lambda: carbon_intensity(config))
     if problems or engine is None or model is None or sampler is None:
         raise PreflightError(problems, hint=found.hints[0] if found.hints else None)
-    warnings = gpu_warnings(list_gpus()[0]) if any(d.startswith("cuda") for d in devices) else []
+    warnings = gpu_warnings(gpus) if on_gpu else []
     return Plan(
         config=config,
         engine=engine,
@@ -131,7 +153,53 @@ def run_preflight(
         prompts=prompts,
         memory_estimate_mib=memory_mib,
         warnings=warnings,
+        runner=runner,
     )
+
+
+def gpu_requirement_problems(
+    requirements: Sequence[GpuRequirement],
+    gpus: Sequence[GpuInfo],
+    no_gpu_reason: str | None,
+    devices: Sequence[str],
+    environ: Mapping[str, str],
+) -> list[str]:
+    """Why the GPUs this process sees cannot serve ``requirements`` (empty when they can).
+
+    A GPU whose compute capability NVML does not report is given the benefit of the doubt.
+    """
+    if not requirements:
+        return []
+    engine_needs = requirements[0]
+    wanted = f"compute capability {_capability(engine_needs.min_compute_capability)} or newer"
+    if not gpus:
+        reason = no_gpu_reason or "NVML sees no GPU"
+        return [f"{engine_needs.why} needs an NVIDIA GPU of {wanted}; none found ({reason})"]
+    uuids = [""] * (max(g.index for g in gpus) + 1)
+    for info in gpus:
+        uuids[info.index] = info.uuid
+    n_gpus = max(r.n_gpus for r in requirements)
+    try:
+        in_scope = gpu_indices_in_scope(list(devices)[:n_gpus], environ, uuids)
+    except LlemError as err:
+        return [f"{engine_needs.why} needs {n_gpus} NVIDIA GPU(s) of {wanted}: {err.message}"]
+    by_index = {g.index: g for g in gpus}
+    found = []
+    for requirement in requirements:
+        minimum = requirement.min_compute_capability
+        for index in in_scope:
+            gpu = by_index.get(index)
+            capability = None if gpu is None else gpu.compute_capability
+            if gpu is not None and capability is not None and capability < minimum:
+                found.append(
+                    f"{requirement.why} needs compute capability {_capability(minimum)} or "
+                    f"newer; {gpu.device} ({gpu.name}) has {_capability(capability)}"
+                )
+    return found
+
+
+def _capability(value: tuple[int, int]) -> str:
+    return f"{value[0]}.{value[1]}"
 
 
 def estimate_model_memory_mib(model: ResolvedModel, config: ExperimentConfig) -> float | None:
@@ -152,6 +220,20 @@ def estimate_model_memory_mib(model: ResolvedModel, config: ExperimentConfig) ->
 
 def _weights_bytes(files: list[Path]) -> float:
     return float(sum(f.stat().st_size for f in files))
+
+
+def _context_problems(config: ExperimentConfig, model: ResolvedModel) -> list[str]:
+    """A prompt of ``max_input_tokens`` plus ``max_output_tokens`` must fit the model's context."""
+    limit = context_length(model)
+    task = config.task
+    needed = task.max_input_tokens + task.max_output_tokens
+    if limit is None or needed <= limit:
+        return []
+    return [
+        f"task.max_input_tokens + task.max_output_tokens = {task.max_input_tokens:,} + "
+        f"{task.max_output_tokens:,} = {needed:,} tokens, beyond the context length of "
+        f"`{task.model}` ({limit:,} tokens); lower one of them"
+    ]
 
 
 def _memory_problems(memory_mib: float | None, devices: list[str]) -> list[str]:

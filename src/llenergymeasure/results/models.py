@@ -198,6 +198,16 @@ class RequestRecord(_Frozen):
     latency_ms: float
     ttft_ms: float | None
     itl_ms: float | None
+    first_token_ids: tuple[int, ...] = Field(
+        (), description="the first generated token ids (at most 32), to compare engines' outputs"
+    )
+    output_sha256: str | None = Field(
+        None,
+        description=(
+            "SHA-256 of all generated token ids written as comma-separated decimals; "
+            "None when the engine did not return them"
+        ),
+    )
 
 
 class WindowResult(_Frozen):

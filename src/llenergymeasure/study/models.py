@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
 from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.study.parity import StudyParity
 
 __all__ = [
     "RESULT_SCHEMA_VERSION",
@@ -193,3 +194,6 @@ class StudyResult(_Frozen):
     files: tuple[str, ...] = Field(description="paths relative to study_dir")
     summary: StudySummary
     aggregates: tuple[ConfigAggregate, ...]
+    parity: StudyParity | None = Field(
+        None, description="engine parity, when the completed runs used more than one engine"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest, ManifestEntry
 from llenergymeasure.study.models import (
@@ -13,6 +14,7 @@ from llenergymeasure.study.models import (
     StudyResult,
     StudySummary,
 )
+from llenergymeasure.study.parity import study_parity
 
 __all__ = ["STUDY_FILE", "STUDY_RESULT_FILE", "aggregate", "build_study_result", "t_critical_95"]
 
@@ -65,9 +67,16 @@ def aggregate(values: Sequence[float]) -> Aggregate:
 
 
 def build_study_result(
-    manifest: Manifest, *, protocol: StudyProtocol, wall_time_s: float
+    manifest: Manifest,
+    *,
+    protocol: StudyProtocol,
+    wall_time_s: float,
+    study_dir: Path | None = None,
 ) -> StudyResult:
-    """The study's ``study_result.json`` content, from its manifest."""
+    """The study's ``study_result.json`` content, from its manifest.
+
+    With ``study_dir``, the completed runs' result files are read for the engine parity block.
+    """
     completed = [e for e in manifest.entries if e.status == "completed"]
     return StudyResult(
         name=manifest.name,
@@ -81,6 +90,7 @@ def build_study_result(
         ),
         summary=_summary(manifest.entries, wall_time_s),
         aggregates=_per_config(manifest.entries),
+        parity=study_parity(study_dir, manifest.entries) if study_dir is not None else None,
     )
 
 
