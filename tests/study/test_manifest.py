@@ -33,6 +33,7 @@ ENTRY_KEYS = {
     "log",
     "result",
     "metrics",
+    "placement",
 }
 METRICS = HeadlineMetrics(
     output_tokens_per_s=100.0,

@@ -38,6 +38,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,9 +46,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
-from llenergymeasure.config.errors import config_error_from_validation, did_you_mean
+from llenergymeasure.config.errors import config_error_from_validation, did_you_mean, printable
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.loading import (
     UserConfig,
@@ -58,12 +59,14 @@ from llenergymeasure.config.loading import (
     read_config_file,
     validate_experiment,
 )
-from llenergymeasure.config.models import ENGINE_NAMES, ExperimentConfig
+from llenergymeasure.config.models import ENGINE_NAMES, ExperimentConfig, NumbersNotBooleans
 from llenergymeasure.errors import ConfigError
 
 __all__ = [
     "EXPERIMENT_ORDERS",
     "MAX_BASE_DEPTH",
+    "MAX_COMBINATIONS",
+    "MAX_RUNS",
     "STUDY_KEYS",
     "ExperimentOrder",
     "PlannedRun",
@@ -84,6 +87,10 @@ EXPERIMENT_ORDERS: tuple[str, ...] = get_args(ExperimentOrder)
 STUDY_KEYS: tuple[str, ...] = ("study_name", "study_execution", "base", "sweep", "experiments")
 # `base:` chains deeper than this are a mistake, not a design.
 MAX_BASE_DEPTH = 10
+# Bounds that turn a typo (an extra axis, cycles: 1000000) into an error before anything
+# is built: every combination is validated, and the manifest lists every run.
+MAX_COMBINATIONS = 100_000
+MAX_RUNS = 100_000
 # Short names in labels for keys that appear in most studies.
 _SHORT_NAMES: Mapping[str, str] = MappingProxyType(
     {"batch_size": "bs", "max_output_tokens": "out", "max_num_seqs": "seqs"}
@@ -96,7 +103,7 @@ _FIELDS: tuple[str, ...] = tuple(ExperimentConfig.model_fields)
 _MAX_REASONS_LISTED = 10
 
 
-class StudyExecution(BaseModel):
+class StudyExecution(NumbersNotBooleans):
     """How a study's runs are scheduled (the ``study_execution:`` block).
 
     None for a gap means "the runner's default": 60 s between experiments and 300 s
@@ -107,7 +114,7 @@ class StudyExecution(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_cycles: int = Field(3, ge=1, description="times every experiment runs")
+    n_cycles: int = Field(3, ge=1, le=MAX_RUNS, description="times every experiment runs")
     experiment_order: ExperimentOrder = Field("shuffle", description="see order_runs")
     experiment_gap_s: float | None = Field(
         None, ge=0.0, allow_inf_nan=False, description="pause between experiments; None = runner"
@@ -118,7 +125,25 @@ class StudyExecution(BaseModel):
     experiment_timeout_s: float = Field(600.0, gt=0.0, allow_inf_nan=False)
     max_consecutive_failures: int = Field(10, ge=1, description="circuit-breaker threshold")
     shuffle_seed: int | None = Field(None, description="None = derived from the design hash")
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: one run at a time here; ray: one run per GPU of a Ray cluster"
+    )
+    address: str | None = Field(
+        None,
+        min_length=1,
+        description="ray: the cluster to join (`auto`, `ray://head:10001`); None = "
+        "$RAY_ADDRESS, else a Ray started on this machine",
+    )
+    max_retries: int = Field(
+        1, ge=0, le=100, description="ray: reruns of a run whose Ray worker or node was lost"
+    )
+    gpus_per_run: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="ray: GPUs each run asks for; None = the engine's parallel size (1 by "
+        "default), 0 when the cluster has no GPU; 0 = one CPU slot",
+    )
 
 
 # Thermal gaps when the study file leaves them unset and a GPU is measured: long enough for
@@ -407,6 +432,7 @@ def _expand(data: Mapping[str, Any], *, name: str) -> StudyPlan:
     skipped: list[SkippedConfig] = []
     first_label_of: dict[str, str] = {}
     used_labels: set[str] = set()
+    _check_size(engines, dimensions, experiments, "sweep" in data)
     candidates = _candidates(shared, engines, dimensions, experiments, "sweep" in data)
     for candidate in candidates:
         try:
@@ -429,6 +455,12 @@ def _expand(data: Mapping[str, Any], *, name: str) -> StudyPlan:
         labels.append(label)
         hashes.append(digest)
 
+    if len(configs) * execution.n_cycles > MAX_RUNS:
+        raise ConfigError(
+            f"study `{study_name}` plans {len(configs):,} configs × {execution.n_cycles:,} cycles "
+            f"= {len(configs) * execution.n_cycles:,} runs, over the limit of {MAX_RUNS:,}",
+            hint="lower `study_execution.n_cycles` or split the study",
+        )
     if not configs:
         raise ConfigError(
             f"study `{study_name}` has no valid config" + _skip_summary(skipped),
@@ -483,6 +515,28 @@ def _candidates(
                 config = _set_path(config, key, value)
             parts = [engine or _DEFAULT_ENGINE, *_label_fragments(tuple(rest))]
             yield _Candidate(" ".join(parts), config)
+
+
+def _check_size(
+    engines: Sequence[str | None],
+    dimensions: Sequence[_Dimension],
+    experiments: Sequence[Mapping[str, Any]],
+    has_sweep: bool,
+) -> None:
+    """Refuse a study with more than MAX_COMBINATIONS candidates before building any."""
+    total = 0
+    if has_sweep:
+        for engine in engines:
+            scope = engine or _DEFAULT_ENGINE
+            total += math.prod(len(d.choices) for d in dimensions if d.scope in (None, scope))
+    for item in experiments:
+        own = item.get("engine")
+        total += len(_engine_list(own)) if own is not None else len(engines)
+    if total > MAX_COMBINATIONS:
+        raise ConfigError(
+            f"the study expands to {total:,} combinations, over the limit of {MAX_COMBINATIONS:,}",
+            hint="split it into smaller studies, or move an axis into a second study file",
+        )
 
 
 def _shared_for(shared: Mapping[str, Any], engine: str | None) -> dict[str, Any]:
@@ -584,7 +638,7 @@ def _engine_list(value: Any) -> list[str | None]:
         if not isinstance(name, str) or name not in ENGINE_NAMES:
             suggestion = did_you_mean(str(name), list(ENGINE_NAMES))
             raise ConfigError(
-                f"unknown engine `{name}`{suggestion}",
+                f"unknown engine `{printable(name)}`{suggestion}",
                 hint="engines: " + ", ".join(ENGINE_NAMES),
             )
     return list(names)
@@ -598,8 +652,9 @@ def _dimensions(sweep: Mapping[str, Any]) -> list[_Dimension]:
         _check_dotted(key, "sweep")
         if not isinstance(values, list) or not values:
             raise ConfigError(
-                f"sweep `{key}` must be a non-empty list of values, got {values!r}",
-                hint=f"write `{key}: [{values!r}]` for a single value",
+                f"sweep `{printable(key)}` must be a non-empty list of values, "
+                f"got {printable(repr(values))}",
+                hint=f"write `{printable(key)}: [{printable(repr(values))}]` for a single value",
             )
         if any(isinstance(v, Mapping) for v in values):
             dimensions.append(_group(key, values))
@@ -617,7 +672,8 @@ def _group(key: str, values: list[Any]) -> _Dimension:
             value = {}
         if not isinstance(value, Mapping):
             raise ConfigError(
-                f"sweep group `{key}` mixes mappings and plain values ({value!r})",
+                f"sweep group `{printable(key)}` mixes mappings and plain values "
+                f"({printable(repr(value))})",
                 hint="a group lists mappings of dotted keys; an axis lists plain values",
             )
         for inner in value:
@@ -646,7 +702,7 @@ def _check_keys(keys: Mapping[str, Any], where: str, allowed: list[str]) -> None
     """Every unknown top-level key at once, each with a did-you-mean suggestion."""
     unknown = [k for k in keys if k not in allowed]
     if unknown:
-        listed = ", ".join(f"`{k}`{did_you_mean(k, allowed)}" for k in unknown)
+        listed = ", ".join(f"`{printable(k)}`{did_you_mean(k, allowed)}" for k in unknown)
         noun = "key" if len(unknown) == 1 else "keys"
         raise ConfigError(
             f"unknown {noun} {listed} {where}",

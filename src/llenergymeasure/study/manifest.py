@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.errors import StudyError
 from llenergymeasure.results.persistence import atomic_write_text
@@ -26,6 +26,7 @@ __all__ = [
     "Ledger",
     "Manifest",
     "ManifestEntry",
+    "Placement",
     "remaining",
 ]
 
@@ -45,8 +46,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Placement(_Frozen):
+    """Where a run ran on a cluster (the ray executor): the node and the GPUs it was given."""
+
+    node_id: str = Field(description="the Ray node id")
+    host: str = Field(description="the node's host name")
+    gpu_ids: tuple[str, ...] = Field((), description="as the node numbers them (CUDA order)")
+    gpu_uuids: tuple[str, ...] = Field((), description="from NVML; empty when it cannot say")
+
+
 class ManifestEntry(_Frozen):
-    """One planned run: a config (1-based ``index``, ``label``, hash) in one cycle."""
+    """One planned run: a config (1-based ``index``, ``label``, hash) in one cycle.
+
+    ``placement`` says where the latest attempt ran; None under the local executor.
+    """
 
     index: int
     label: str
@@ -61,6 +74,7 @@ class ManifestEntry(_Frozen):
     log: str | None = None
     result: str | None = None
     metrics: HeadlineMetrics | None = None
+    placement: Placement | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -115,7 +129,9 @@ def plan_entries(plan: StudyPlanLike) -> list[ManifestEntry]:
     ]
 
 
-def _entry_after(entry: ManifestEntry, outcome: RunOutcome, study_dir: Path) -> ManifestEntry:
+def _entry_after(
+    entry: ManifestEntry, outcome: RunOutcome, study_dir: Path, placement: Placement | None
+) -> ManifestEntry:
     def relative(path: Path | None) -> str | None:
         if path is None:
             return None
@@ -130,6 +146,7 @@ def _entry_after(entry: ManifestEntry, outcome: RunOutcome, study_dir: Path) -> 
             "log": relative(outcome.log_path),
             "result": relative(outcome.result_dir),
             "metrics": outcome.metrics,
+            "placement": placement,
         }
     )
 
@@ -202,13 +219,16 @@ class Ledger:
                 "log": None,
                 "result": None,
                 "metrics": None,
+                "placement": None,
             }
         )
         return self._replace([started])[0]
 
-    def finish(self, entry: ManifestEntry, outcome: RunOutcome) -> ManifestEntry:
-        """Record how ``entry``'s run ended."""
-        return self._replace([_entry_after(entry, outcome, self.study_dir)])[0]
+    def finish(
+        self, entry: ManifestEntry, outcome: RunOutcome, *, placement: Placement | None = None
+    ) -> ManifestEntry:
+        """Record how ``entry``'s run ended (and, on a cluster, where it ran)."""
+        return self._replace([_entry_after(entry, outcome, self.study_dir, placement)])[0]
 
     def interrupt_running(self) -> None:
         """Mark any entry still ``running`` as interrupted (the parent is stopping)."""

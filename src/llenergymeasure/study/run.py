@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from llenergymeasure.study.models import (
     StudyStatus,
     check_plan,
 )
+from llenergymeasure.study.ray_executor import RayExecutor, ray_executor_for
 from llenergymeasure.study.reporter import NullStudyReporter, StudyReporter
 from llenergymeasure.study.stats import STUDY_FILE, STUDY_RESULT_FILE, build_study_result
 from llenergymeasure.system.gpus import list_gpus
@@ -76,6 +78,7 @@ def run_study(
     sleep: Callable[[float], object] | None = None,
     stop_event: Event | None = None,
     on_gpu: bool | None = None,
+    executor: RayExecutor | None = None,
 ) -> StudyOutcome:
     """Run every planned run not yet completed, in order; record each in the manifest.
 
@@ -84,12 +87,46 @@ def run_study(
     in a row pause the study, and a failing probe run after the pause aborts it. Ctrl-C
     or ``stop_event`` kills the running child and returns status ``interrupted``.
     Raises StudyError when ``resume_dir`` was started from another design.
+
+    ``study_execution.executor`` says where the runs go: ``local`` runs them here one at
+    a time through ``run_one``; ``ray`` (or an ``executor`` given) runs them as Ray tasks,
+    one per GPU, into the same study folder and manifest.
     """
     if isinstance(plan, str | Path):
         plan = load_study(Path(plan))
-    if on_gpu is None:  # only the default thermal gaps depend on it
+    executor = executor or ray_executor_for(plan.execution)
+    # Joining the cluster comes first: without Ray, no study folder is made.
+    with executor if executor is not None else contextlib.nullcontext():
+        return _run(
+            plan,
+            results_root=results_root,
+            resume_dir=resume_dir,
+            reporter=reporter or NullStudyReporter(),
+            run_one=run_one,
+            sleep=sleep,
+            stop_event=stop_event,
+            on_gpu=on_gpu,
+            executor=executor,
+        )
+
+
+def _run(
+    plan: StudyPlanLike,
+    *,
+    results_root: Path,
+    resume_dir: Path | None,
+    reporter: StudyReporter,
+    run_one: RunOne,
+    sleep: Callable[[float], object] | None,
+    stop_event: Event | None,
+    on_gpu: bool | None,
+    executor: RayExecutor | None,
+) -> StudyOutcome:
+    if executor is not None:  # every run must fit the cluster, before any folder is made
+        runs_use_gpus = executor.prepare(plan.configs)
+        on_gpu = runs_use_gpus if on_gpu is None else on_gpu
+    elif on_gpu is None:  # only the default thermal gaps depend on it
         on_gpu = bool(list_gpus()[0])
-    reporter = reporter or NullStudyReporter()
     stop = stop_event or Event()
     wait = sleep or stop.wait  # a stop cuts a pause short
     began = time.monotonic()
@@ -98,44 +135,71 @@ def run_study(
     configs = dict(zip(plan.config_hashes, plan.configs, strict=True))
     breaker = _CircuitBreaker(plan.execution.max_consecutive_failures)
     status: StudyStatus | None = None
-    previous: ManifestEntry | None = None
     try:
-        for entry in remaining(ledger.manifest):  # 2. what is missing, in planned order
-            pause_s, reason = max(_gap(protocol, previous, entry), breaker.pause())
-            if pause_s > 0:  # 3. thermal gap, or the circuit breaker's pause before a probe
-                reporter.waiting(pause_s, reason)
-                wait(pause_s)
-            if stop.is_set():
-                status = "interrupted"
-                break
-            entry = ledger.start(entry)  # 4. one experiment in its own process group
-            reporter.run_started(entry.label, entry.index, entry.cycle)
-            outcome = run_one(
-                configs[entry.config_hash],
-                study_dir=ledger.study_dir,
-                index=entry.index,
-                cycle=entry.cycle,
-                timeout_s=plan.execution.experiment_timeout_s,
-                on_progress=reporter.progress,
-                stop_event=stop,
+        if executor is not None:  # 2-5 on the cluster: one run per GPU at a time
+            status = executor.run(
+                ledger,
+                remaining(ledger.manifest),
+                configs,
+                protocol,
+                reporter=reporter,
+                stop=stop,
+                wait=wait,
+                breaker=breaker,
             )
-            previous = ledger.finish(entry, outcome)
-            reporter.run_finished(previous)
-            if outcome.status == "interrupted":
-                status = "interrupted"
-                break
-            if breaker.record(outcome.status == "completed"):  # 5. the probe failed too
-                status = "circuit_breaker"
-                break
+        else:
+            status = _run_here(ledger, configs, protocol, reporter, run_one, stop, wait, breaker)
     except KeyboardInterrupt:
         ledger.interrupt_running()
         status = "interrupted"
     ledger.set_status(status or _final_status(ledger.manifest))  # 6. status and summary
     result = build_study_result(
-        ledger.manifest, protocol=protocol, wall_time_s=time.monotonic() - began
+        ledger.manifest,
+        protocol=protocol,
+        wall_time_s=time.monotonic() - began,
+        study_dir=ledger.study_dir,
     )
     atomic_write_text(ledger.study_dir / STUDY_RESULT_FILE, result.model_dump_json(indent=2) + "\n")
     return StudyOutcome(result.status, ledger.study_dir, ledger.manifest, result)
+
+
+def _run_here(
+    ledger: Ledger,
+    configs: Mapping[str, ExperimentConfig],
+    protocol: StudyProtocol,
+    reporter: StudyReporter,
+    run_one: RunOne,
+    stop: Event,
+    wait: Callable[[float], object],
+    breaker: _CircuitBreaker,
+) -> StudyStatus | None:
+    """The local executor: each missing run in planned order, one at a time, gaps between."""
+    previous: ManifestEntry | None = None
+    for entry in remaining(ledger.manifest):  # 2. what is missing, in planned order
+        pause_s, reason = max(_gap(protocol, previous, entry), breaker.pause())
+        if pause_s > 0:  # 3. thermal gap, or the circuit breaker's pause before a probe
+            reporter.waiting(pause_s, reason)
+            wait(pause_s)
+        if stop.is_set():
+            return "interrupted"
+        entry = ledger.start(entry)  # 4. one experiment in its own process group
+        reporter.run_started(entry.label, entry.index, entry.cycle)
+        outcome = run_one(
+            configs[entry.config_hash],
+            study_dir=ledger.study_dir,
+            index=entry.index,
+            cycle=entry.cycle,
+            timeout_s=protocol.experiment_timeout_s,
+            on_progress=reporter.progress,
+            stop_event=stop,
+        )
+        previous = ledger.finish(entry, outcome)
+        reporter.run_finished(previous)
+        if outcome.status == "interrupted":
+            return "interrupted"
+        if breaker.record(outcome.status == "completed"):  # 5. the probe failed too
+            return "circuit_breaker"
+    return None
 
 
 def _open_ledger(plan: StudyPlanLike, results_root: Path, resume_dir: Path | None) -> Ledger:

@@ -1,0 +1,448 @@
+"""The ray executor on a local Ray cluster with fake GPUs: parallel runs, lost workers, resume.
+
+One Ray cluster per module (3 CPUs, 3 fake GPUs); each test runs a small study on it,
+mostly of the fake engine. Ray gives a fake GPU's id in CUDA_VISIBLE_DEVICES like a
+real one; NVML cannot name it, so those runs have GPU ids but no UUIDs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import child_targets
+import psutil
+import pytest
+from study_helpers import gone, make_plan, tiny
+
+from llenergymeasure.config.study import StudyExecution, expand_study
+from llenergymeasure.errors import ConfigError, PreflightError, StudyError
+from llenergymeasure.study.manifest import Manifest, ManifestEntry
+from llenergymeasure.study.ray_executor import (
+    SHARED_CPU_WARNING,
+    RayExecutor,
+    gpus_per_run,
+    rest_owed_s,
+)
+from llenergymeasure.study.run import run_study
+
+HERE = Path(__file__).resolve().parent
+EXPERIMENT_DIR = re.compile(r"^(\d{3})_c(\d+)_.+-fake_[0-9a-f]{8}$")
+N_GPUS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local Ray with 3 CPUs and 3 fake GPUs; its workers can import the test targets."""
+    ray = pytest.importorskip("ray")
+    empty = tmp_path_factory.mktemp("ray-user") / "config.yaml"
+    empty.write_text("{}\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as env:
+        # Workers inherit the environment Ray starts with.
+        paths = [str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH", "")]
+        env.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+        env.setenv("LLEM_USER_CONFIG", str(empty))
+        ray.init(
+            num_cpus=N_GPUS,
+            num_gpus=N_GPUS,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    yield ray
+    ray.shutdown()
+
+
+def window(folder: Path) -> tuple[datetime, datetime]:
+    data = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    return (
+        datetime.fromisoformat(data["window"]["started_at"]),
+        datetime.fromisoformat(data["window"]["ended_at"]),
+    )
+
+
+def overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def shape(study_dir: Path) -> dict[str, Any]:
+    """What a study folder holds, with names and values left out."""
+    manifest = json.loads((study_dir / "manifest.json").read_text(encoding="utf-8"))
+    result = json.loads((study_dir / "study_result.json").read_text(encoding="utf-8"))
+    folders = sorted(p for p in study_dir.iterdir() if EXPERIMENT_DIR.match(p.name))
+    return {
+        "top": sorted(p.name for p in study_dir.iterdir() if p not in folders),
+        "manifest": sorted(manifest),
+        "entry": {tuple(sorted(e)) for e in manifest["entries"]},
+        "study_result": sorted(result),
+        "folders": [(f.name[:6], sorted(p.name for p in f.iterdir())) for f in folders],
+        "result": {
+            tuple(sorted(json.loads((f / "result.json").read_text(encoding="utf-8"))))
+            for f in folders
+        },
+    }
+
+
+# ----------------------------------------------------------------- on the cluster
+
+
+@pytest.mark.ray
+def test_runs_go_one_per_gpu_in_parallel_resting_each_gpu_and_match_the_local_shape(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # 3 configs x 2 cycles on 3 fake GPUs; each window lasts 2-4 s, long enough to overlap.
+    configs = [tiny(batch_size=b, token_latency_ms=1000) for b in (1, 2, 3)]
+    plan = make_plan(configs, n_cycles=2, experiment_gap_s=0.5, cycle_gap_s=1.5)
+    outcome = run_study(plan, results_root=tmp_path / "ray", executor=RayExecutor())
+    assert outcome.status == "completed", outcome.manifest
+    entries = outcome.manifest.entries
+    assert all(e.status == "completed" and e.n_attempts == 1 for e in entries)
+    node_ids = {e.placement.node_id for e in entries if e.placement}
+    assert node_ids == {cluster.get_runtime_context().get_node_id()}
+    runs = []
+    for entry in entries:
+        assert entry.placement is not None and entry.result is not None
+        assert len(entry.placement.gpu_ids) == 1
+        assert entry.placement.gpu_uuids == ()  # fake GPUs: NVML cannot name them
+        runs.append((entry, window(outcome.study_dir / entry.result)))
+    # Runs proceeded side by side, never two on one GPU at once.
+    pairs = list(itertools.combinations(runs, 2))
+    assert any(overlap(a[1], b[1]) for a, b in pairs)
+    for (a, wa), (b, wb) in pairs:
+        if overlap(wa, wb):
+            assert a.placement and b.placement and a.placement.gpu_ids != b.placement.gpu_ids
+    # Each GPU rested between its runs: 0.5 s within a cycle, 1.5 s across cycles.
+    by_gpu: dict[tuple[str, ...], list[tuple[ManifestEntry, tuple[datetime, datetime]]]] = {}
+    for entry, span in runs:
+        assert entry.placement is not None
+        by_gpu.setdefault(entry.placement.gpu_ids, []).append((entry, span))
+    for on_one_gpu in by_gpu.values():
+        on_one_gpu.sort(key=lambda run: run[1][0])
+        for (before, a), (after, b) in itertools.pairwise(on_one_gpu):
+            gap_s = 1.5 if before.cycle != after.cycle else 0.5
+            assert (b[0] - a[1]).total_seconds() >= gap_s
+    assert outcome.result.protocol.experiment_gap_s == 0.5
+    # The CPU estimate is attributed per process: nothing is flagged shared.
+    for entry, _ in runs:
+        data = json.loads((outcome.study_dir / f"{entry.result}/result.json").read_text())
+        assert "shared" not in data["energy"]["details"]
+
+    local = run_study(plan, results_root=tmp_path / "local")
+    assert local.status == "completed"
+    assert all(e.placement is None for e in local.manifest.entries)
+    assert shape(outcome.study_dir) == shape(local.study_dir)
+
+
+@pytest.mark.ray
+def test_package_wide_cpu_readings_of_overlapping_runs_are_flagged_shared(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # The scripted sampler reads `cpu:0` the way RAPL does: for the whole package.
+    # Windows of about 6 s, started side by side, overlap.
+    configs = [tiny(batch_size=1, token_latency_ms=1500, prefill_latency_ms=p) for p in (1, 2, 3)]
+    outcome = run_study(
+        make_plan(configs, experiment_gap_s=0, cycle_gap_s=0),
+        results_root=tmp_path,
+        executor=RayExecutor(target=child_targets.fake_energy),
+    )
+    assert outcome.status == "completed", outcome.manifest
+    folders = [outcome.study_dir / str(e.result) for e in outcome.manifest.entries]
+    spans = {f.name: window(f) for f in folders}
+    for folder in folders:
+        mine = spans[folder.name]
+        others = sorted(n for n, s in spans.items() if n != folder.name and overlap(s, mine))
+        data = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        codes = [w["code"] for w in data["warnings"]]
+        if others:
+            assert data["energy"]["details"]["shared"] == {"domains": ["cpu:0"], "runs": others}
+            assert codes.count(SHARED_CPU_WARNING) == 1
+        else:
+            assert "shared" not in data["energy"]["details"]
+            assert SHARED_CPU_WARNING not in codes
+    assert any(overlap(a, b) for a, b in itertools.combinations(spans.values(), 2))
+
+
+def _kill_a_running_worker(done: threading.Event, killed: list[tuple[int, list[int]]]) -> None:
+    """SIGKILL the first Ray worker seen running an experiment (once its child has started)."""
+    deadline = time.monotonic() + 120
+    while not done.is_set() and time.monotonic() < deadline:
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            title = " ".join(proc.info["cmdline"] or [])
+            if not title.startswith("ray::llem "):
+                continue
+            try:
+                below = [p.pid for p in proc.children(recursive=True)]
+                if len(below) >= 2:  # the fork server and the experiment's child
+                    proc.kill()
+                    killed.append((proc.pid, below))
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+
+
+@pytest.mark.ray
+def test_a_worker_killed_mid_run_is_recorded_crashed_and_retried(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # The first run's window lasts about 2.8 s: long enough to be killed in.
+    configs = [tiny(batch_size=1, token_latency_ms=700), tiny(batch_size=2)]
+    done = threading.Event()
+    killed: list[tuple[int, list[int]]] = []
+    killer = threading.Thread(target=_kill_a_running_worker, args=(done, killed))
+    killer.start()
+    try:
+        outcome = run_study(
+            make_plan(configs, experiment_gap_s=0, cycle_gap_s=0),
+            results_root=tmp_path,
+            executor=RayExecutor(max_retries=1),
+        )
+    finally:
+        done.set()
+        killer.join()
+    assert killed, "no running Ray worker was found to kill"
+    assert outcome.status == "completed", outcome.manifest
+    retried = [e for e in outcome.manifest.entries if e.n_attempts == 2]
+    assert len(retried) == 1
+    assert all(e.n_attempts == 1 for e in outcome.manifest.entries if e not in retried)
+    log = (outcome.study_dir / str(retried[0].log)).read_text(encoding="utf-8")
+    assert "--- attempt 1: crashed: the Ray task was lost (" in log
+    assert "retrying (1 of 1)" in log
+    # The worker's experiment went with it: no orphan keeps running.
+    assert all(gone(pid) for pid in killed[0][1])
+    assert len([p for p in outcome.study_dir.iterdir() if EXPERIMENT_DIR.match(p.name)]) == 2
+
+
+@pytest.mark.ray
+def test_a_stop_cancels_the_runs_in_flight_and_local_resume_finishes_the_rest(
+    cluster: Any, tmp_path: Path
+) -> None:
+    configs = [tiny(batch_size=b, token_latency_ms=400) for b in (1, 2, 3)]
+    plan = make_plan(configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0)
+    stop = threading.Event()
+
+    class StopAfterTwo:
+        finished = 0
+
+        def run_started(self, label: str, index: int, cycle: int) -> None: ...
+
+        def progress(self, step: str) -> None: ...
+
+        def waiting(self, seconds: float, reason: str) -> None: ...
+
+        def run_finished(self, entry: ManifestEntry) -> None:
+            self.finished += entry.status == "completed"
+            if self.finished == 2:
+                stop.set()
+
+    first = run_study(
+        plan,
+        results_root=tmp_path,
+        executor=RayExecutor(),
+        reporter=StopAfterTwo(),
+        stop_event=stop,
+    )
+    assert first.status == "interrupted" and first.exit_code == 130
+    saved = Manifest.load(first.study_dir)
+    assert saved.status == "interrupted"
+    statuses = [e.status for e in saved.entries]
+    assert "running" not in statuses
+    assert 2 <= statuses.count("completed") < 6
+    assert statuses.count("interrupted") >= 1  # cancelled in flight
+    done_first = {e.key for e in saved.entries if e.status == "completed"}
+
+    second = run_study(plan, results_root=tmp_path, resume_dir=first.study_dir)
+    assert second.status == "completed"
+    assert all(e.status == "completed" for e in second.manifest.entries)
+    for entry in second.manifest.entries:
+        ran_on_ray = entry.key in done_first
+        assert (entry.placement is not None) == ran_on_ray
+    folders = sorted(p.name for p in first.study_dir.iterdir() if EXPERIMENT_DIR.match(p.name))
+    pairs = sorted((int(m[1]), int(m[2])) for m in map(EXPERIMENT_DIR.match, folders) if m)
+    assert pairs == sorted((i, c) for i in (1, 2, 3) for c in (1, 2))  # one folder per run
+
+
+@pytest.mark.ray
+def test_the_cli_resumes_a_local_study_on_the_cluster(cluster: Any, tmp_path: Path) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "study_name: tiny\nengine: fake\n"
+        "task: {dataset: {n_prompts: 2}, max_output_tokens: 2}\nfake: {token_latency_ms: 1}\n"
+        "measurement: {warmup: {enabled: false}, energy_sampler: estimate}\n"
+        "sweep: {fake.batch_size: [1, 2]}\n"
+        "study_execution: {experiment_order: interleave}\n",
+        encoding="utf-8",
+    )
+    address = cluster.get_runtime_context().gcs_address
+
+    def llem(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "llenergymeasure", "run", "study.yaml", *args]
+        return subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+        )
+
+    first = llem("--cycles", "1")
+    assert first.returncode == 0, first.stderr
+    plan_text = llem("--cycles", "2", "--executor", "ray", "--dry-run").stdout
+    assert "executor ray (a Ray started here)" in " ".join(plan_text.split())
+    second = llem("--cycles", "2", "--resume", "--address", address)
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in second.stderr
+    (study_dir,) = (tmp_path / "results").iterdir()
+    entries = json.loads((study_dir / "manifest.json").read_text(encoding="utf-8"))["entries"]
+    assert sorted((e["cycle"], e["placement"] is not None) for e in entries) == [
+        (1, False),
+        (1, False),
+        (2, True),
+        (2, True),
+    ]
+    assert all(e["status"] == "completed" and e["n_attempts"] == 1 for e in entries)
+
+
+@pytest.mark.ray
+def test_a_run_that_asks_for_more_gpus_than_the_cluster_has_is_refused_up_front(
+    cluster: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(StudyError, match=f"has {N_GPUS} GPUs .* asks for {N_GPUS + 1} GPUs"):
+        run_study(
+            make_plan([tiny()]),
+            results_root=tmp_path / "results",
+            executor=RayExecutor(gpus_per_run=N_GPUS + 1),
+        )
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.model
+def test_a_small_study_of_the_bundled_model_runs_on_the_cluster(
+    cluster: Any, tmp_path: Path
+) -> None:
+    study = {
+        "study_name": "bundled",
+        "task": {"model": "smollm2-135m", "dataset": {"n_prompts": 2}, "max_output_tokens": 4},
+        "transformers": {"dtype": "float32"},
+        "measurement": {"energy_sampler": "estimate", "warmup": {"n_warmup": 1}},
+        "sweep": {"transformers.batch_size": [1, 2]},
+        "study_execution": {"n_cycles": 1, "experiment_gap_s": 0, "cycle_gap_s": 0},
+    }
+    plan = expand_study(study, base_dir=tmp_path, name="bundled")
+    outcome = run_study(plan, results_root=tmp_path, executor=RayExecutor())
+    assert outcome.status == "completed", outcome.manifest
+    for entry in outcome.manifest.entries:
+        assert entry.placement is not None and len(entry.placement.gpu_ids) == 1
+        data = json.loads((outcome.study_dir / f"{entry.result}/result.json").read_text())
+        assert data["engine"] == "transformers"
+        assert data["tokens"]["n_output_tokens"] > 0
+        assert data["energy"]["total_j"] > 0
+
+
+# ---------------------------------------------------------------- without a cluster
+
+
+def test_without_ray_the_ray_executor_names_the_extra_and_makes_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray shows
+    with pytest.raises(PreflightError, match=re.escape("pip install 'llenergymeasure[ray]'")):
+        run_study(make_plan([tiny()]), results_root=tmp_path / "results", executor=RayExecutor())
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_cli_without_ray_says_which_extra_to_install(tmp_path: Path) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "engine: fake\nsweep: {fake.batch_size: [1]}\nstudy_execution: {executor: ray}\n",
+        encoding="utf-8",
+    )
+    code = (
+        "import sys\nsys.modules['ray'] = None\n"
+        "sys.argv = ['llem', 'run', 'study.yaml']\n"
+        "from llenergymeasure.cli.app import run\nrun()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "llenergymeasure[ray]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_local_executor_never_imports_ray(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from study_helpers import make_plan, tiny\n"
+        "from llenergymeasure.study import run_study\n"
+        "outcome = run_study(make_plan([tiny()]), results_root=Path(sys.argv[2]))\n"
+        "assert outcome.status == 'completed', outcome.manifest\n"
+        "print('ray' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(HERE), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_a_manifest_written_before_placement_was_recorded_still_loads(tmp_path: Path) -> None:
+    entry = {"index": 1, "label": "a", "config_hash": "h" * 16, "cycle": 1, "status": "pending"}
+    old = {
+        "schema_version": "1",
+        "name": "old",
+        "design_hash": "d" * 16,
+        "status": "interrupted",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "entries": [entry],
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(old), encoding="utf-8")
+    assert Manifest.load(tmp_path).entries[0].placement is None
+
+
+def test_the_study_execution_block_takes_the_ray_settings() -> None:
+    execution = StudyExecution.model_validate(
+        {"executor": "ray", "address": "auto", "max_retries": 2, "gpus_per_run": 0}
+    )
+    assert (execution.executor, execution.address) == ("ray", "auto")
+    assert (execution.max_retries, execution.gpus_per_run) == (2, 0)
+    assert StudyExecution().max_retries == 1 and StudyExecution().gpus_per_run is None
+    study = {"engine": "fake", "sweep": {}, "study_execution": {"executor": "slurm"}}
+    with pytest.raises(ConfigError, match="executor"):
+        expand_study(study, base_dir=Path(), name="x")
+
+
+def test_a_run_asks_for_its_engines_parallel_size_or_a_cpu_slot() -> None:
+    from llenergymeasure.config.models import ExperimentConfig
+
+    vllm = ExperimentConfig.model_validate(
+        {"engine": "vllm", "vllm": {"engine": {"tensor_parallel_size": 2}}}
+    )
+    assert gpus_per_run(vllm, None, cluster_has_gpus=True) == 2
+    assert gpus_per_run(tiny(), None, cluster_has_gpus=True) == 1
+    assert gpus_per_run(tiny(), None, cluster_has_gpus=False) == 0
+    assert gpus_per_run(vllm, 0, cluster_has_gpus=True) == 0
+
+
+def test_the_rest_owed_is_per_slot_and_longer_across_cycles() -> None:
+    rests = {"n/gpu:0": (100.0, 1), "n/gpu:1": (104.0, 1)}
+    assert rest_owed_s(["n/gpu:0"], rests, 1, 5.0, 20.0, now=102.0) == pytest.approx(3.0)
+    assert rest_owed_s(["n/gpu:0"], rests, 2, 5.0, 20.0, now=102.0) == pytest.approx(18.0)
+    assert rest_owed_s(["n/gpu:0", "n/gpu:1"], rests, 1, 5.0, 20.0, now=102.0) == 7.0
+    assert rest_owed_s(["n/gpu:2"], rests, 1, 5.0, 20.0, now=102.0) <= 0
+    assert rest_owed_s(["n/gpu:0"], rests, 1, 5.0, 20.0, now=200.0) <= 0
