@@ -10,6 +10,7 @@ import typer
 from llenergymeasure._version import tool_version
 from llenergymeasure.cli.doctor import doctor_command
 from llenergymeasure.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, exit_code_for
+from llenergymeasure.cli.results import results_app
 from llenergymeasure.cli.run import run_command
 from llenergymeasure.errors import LlemError
 
@@ -42,6 +43,7 @@ def _root(
 app.command("run")(run_command)
 app.command("doctor")(doctor_command)
 app.command("config", help="Alias of `llem doctor`.")(doctor_command)
+app.add_typer(results_app)
 
 
 def _error(message: str, hint: str | None = None) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 import yaml
@@ -30,11 +36,15 @@ from llenergymeasure.config.loading import (
 )
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import load_study
+from llenergymeasure.engines.registry import Runner, find_runner
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.preflight import Plan, run_preflight
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
+from llenergymeasure.results.persistence import load_result
+from llenergymeasure.results.report import write_report
 from llenergymeasure.study.estimate import estimate_duration
+from llenergymeasure.study.isolation import run_in_runner
 from llenergymeasure.study.run import run_study
 from llenergymeasure.system.gpus import list_gpus
 
@@ -94,6 +104,36 @@ def resolve_cli_config(
     return config, quick
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _sigterm_stops_the_run(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    """While ``command`` runs, SIGTERM stops it like Ctrl-C (DESIGN §6).
+
+    A batch scheduler, ``kill`` or a container stop sends SIGTERM; without this the
+    process would die at once, leaving the running child and a `running` manifest entry.
+    As KeyboardInterrupt it takes the Ctrl-C path: the child's process group is killed,
+    its entry marked interrupted, and the exit code is 130.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    @functools.wraps(command)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if threading.current_thread() is not threading.main_thread():
+            return command(*args, **kwargs)  # only the main thread may set signal handlers
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+@_sigterm_stops_the_run
 def run_command(
     config_file: Path | None = typer.Argument(
         None, metavar="[CONFIG]", help="experiment YAML/JSON file", show_default=False
@@ -133,7 +173,16 @@ def run_command(
         "--resume",
         help="study: finish the latest study of this file, or the study folder given",
     ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="study: local (one run at a time here) or ray (one per GPU)"
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="study: the Ray cluster to join (auto, ray://head:10001)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
+    report: bool = typer.Option(
+        False, "--report", help="also write report.html (tables and plots) into the results folder"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="tracebacks on errors"),
 ) -> None:
     """Run one experiment or a study and print the result; files go under results/."""
@@ -154,9 +203,17 @@ def run_command(
     err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
     out = Console(highlight=False)
     root = output or Path(user.results_dir or "results")
+    if root.exists() and not root.is_dir():  # before the run, not after an hour of it
+        raise ConfigError(
+            f"the results folder {root} is a file, not a folder",
+            hint="choose a folder with --output",
+        )
     study_flags = {
         "study_execution.n_cycles": cycles,
         "study_execution.experiment_order": order,
+        # --address alone means the ray executor: only it joins a cluster.
+        "study_execution.executor": executor or ("ray" if address is not None else None),
+        "study_execution.address": address,
         **(
             {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
             if no_gaps
@@ -181,12 +238,16 @@ def run_command(
             root=root,
             resume=resume,
             dry_run=dry_run,
+            report=report,
             out=out,
             err=err,
         )
         raise typer.Exit(code)
-    if any(v is not None for v in (cycles, order, resume)) or no_gaps:
-        raise ConfigError("--cycles, --order, --no-gaps and --resume apply to study files only")
+    if any(v is not None for v in (cycles, order, resume, executor, address)) or no_gaps:
+        raise ConfigError(
+            "--cycles, --order, --no-gaps, --resume, --executor and --address apply to study "
+            "files only"
+        )
     config, quick = resolve_cli_config(
         config_file, flags, batch_size=batch_size, dtype=dtype, user=user
     )
@@ -201,8 +262,14 @@ def run_command(
         _print_plan(out, config, plan)
         return
     reporter = NullReporter() if quiet else RichReporter(err)
-    result = run_experiment(config, reporter=reporter, user_config=user)
-    folder = write_single_run(result, root)
+    runner = find_runner(config.engine, user.runners)
+    if runner is None:
+        result = run_experiment(config, reporter=reporter, user_config=user)
+        folder = write_single_run(result, root)
+    else:  # the engine lives in another environment: run there, read the result back
+        err.print(f"engine `{config.engine}` runs in {runner.python} ({runner.source})")
+        folder = _run_in_runner(config, runner, root, reporter)
+        result = load_result(folder)
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -211,6 +278,8 @@ def run_command(
         if table is not None:
             out.print(table)
     err.print(f"results written to {folder}")
+    if report:
+        err.print(f"report written to {write_report(folder.parent)}")
 
 
 def run_study_file(
@@ -221,12 +290,22 @@ def run_study_file(
     root: Path,
     resume: str | None,
     dry_run: bool,
+    report: bool = False,
     out: Console,
     err: Console,
 ) -> int:
     """Plan, then run (or resume) a study; returns the exit code (0, 1 or 130)."""
     plan = load_study(path, overrides, user=user)
-    on_gpu = bool(list_gpus()[0])  # only sets the default thermal gaps; no torch in the parent
+    n_remote = sum(config.task.trust_remote_code for config in plan.configs)
+    if n_remote:
+        err.print(
+            f"[yellow]note:[/] trust_remote_code is true in {n_remote} of {len(plan.configs)} "
+            "configs: those model folders' own code will run"
+        )
+    # Only the default thermal gaps depend on it; no torch in the parent. On a Ray cluster
+    # the runs' GPUs count, not this machine's: run_study asks the cluster once joined.
+    on_ray = plan.execution.executor == "ray"
+    on_gpu = plan.execution.gpus_per_run != 0 if on_ray else bool(list_gpus()[0])
     if dry_run:
         out.print(plan_table(plan, estimate_duration(plan, on_gpu=on_gpu, results_root=root)))
         return 0
@@ -240,10 +319,12 @@ def run_study_file(
             resume_dir=resume_dir,
             reporter=reporter,
             sleep=SkippableSleep(),
-            on_gpu=on_gpu,
+            on_gpu=None if on_ray else on_gpu,
         )
     out.print(summary_table(outcome.result))
     err.print(f"study written to {outcome.study_dir}")
+    if report:
+        err.print(f"report written to {write_report(outcome.study_dir)}")
     if outcome.status == "interrupted":
         err.print(f"interrupted; finish it with: llem run {path} --resume {outcome.study_dir}")
     return outcome.exit_code
@@ -260,7 +341,7 @@ def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:
     warm = config.measurement.warmup
     for name, value in [
         ("runs", "1 experiment, 1 cycle"),
-        ("engine", f"{plan.engine.name} on {', '.join(plan.devices)}"),
+        ("engine", f"{plan.engine.name} on {', '.join(plan.devices)}" + _in(plan.runner)),
         ("model", f"{task.model} → {plan.model.path} ({plan.model.kind})"),
         ("prompts", f"{task.dataset.n_prompts} from {task.dataset.source}, {task.dataset.order}"),
         (
@@ -275,6 +356,23 @@ def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:
     ]:
         table.add_row(name, value)
     out.print(table)
+
+
+def _in(runner: Runner | None) -> str:
+    return "" if runner is None else f", run by {runner.python} ({runner.source})"
+
+
+def _run_in_runner(
+    config: ExperimentConfig, runner: Runner, root: Path, reporter: Reporter
+) -> Path:
+    """One experiment in the runner's interpreter, its steps shown as they start."""
+    with contextlib.ExitStack() as steps:
+
+        def show(step: str) -> None:
+            steps.close()  # the previous step ended when this one started
+            steps.enter_context(reporter.step(step))
+
+        return run_in_runner(config, runner, results_root=root, on_progress=show)
 
 
 def _hash(config: ExperimentConfig) -> str:

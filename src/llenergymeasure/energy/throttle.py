@@ -11,12 +11,11 @@ kept per device, never summed across devices.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import NamedTuple
 
 from llenergymeasure.energy.trace import Trace, TraceRow
+from llenergymeasure.results.timeseries import THROTTLE_BITS
 
 __all__ = [
     "THROTTLE_BITS",
@@ -26,15 +25,6 @@ __all__ = [
     "trace_warnings",
 ]
 
-THROTTLE_BITS: Mapping[str, int] = MappingProxyType(
-    {
-        "sw_power_cap": 0x4,
-        "hw_slowdown": 0x8,
-        "sw_thermal_slowdown": 0x20,
-        "hw_thermal_slowdown": 0x40,
-        "hw_power_brake_slowdown": 0x80,
-    }
-)
 MIN_SAMPLES = 10
 GAP_FACTOR = 2.0
 MAX_DRIFT_C = 10.0

@@ -1,0 +1,9 @@
+"""Result models, atomic persistence, and reading results back: export, compare, report.
+
+``load(path)`` returns the runs of a study or run folder as a pandas DataFrame (pandas
+is imported only when it is called).
+"""
+
+from llenergymeasure.results.export import load
+
+__all__ = ["load"]

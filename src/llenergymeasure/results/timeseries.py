@@ -20,12 +20,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from llenergymeasure.errors import ResultError
 from llenergymeasure.results.atomic import atomic_write
 
-__all__ = ["TIMESERIES_COLUMNS", "TIMESERIES_FILE", "read_timeseries", "write_timeseries"]
+__all__ = [
+    "THROTTLE_BITS",
+    "THROTTLE_MASK",
+    "TIMESERIES_COLUMNS",
+    "TIMESERIES_FILE",
+    "read_timeseries",
+    "write_timeseries",
+]
+
+# The NVML clock-event reason bits (``throttle_reasons``) that mean throttling. GPU idle
+# (0x1), application clocks (0x2), sync boost (0x10) and display clock (0x100) do not.
+THROTTLE_BITS: Mapping[str, int] = MappingProxyType(
+    {
+        "sw_power_cap": 0x4,
+        "hw_slowdown": 0x8,
+        "sw_thermal_slowdown": 0x20,
+        "hw_thermal_slowdown": 0x40,
+        "hw_power_brake_slowdown": 0x80,
+    }
+)
+THROTTLE_MASK = sum(THROTTLE_BITS.values())
 
 TIMESERIES_FILE = "timeseries.parquet"
 TIMESERIES_COLUMNS: tuple[str, ...] = (

@@ -1,0 +1,414 @@
+"""Finding and opening result folders: a study, a single run, or one experiment folder.
+
+```
+<root>/<study>_<UTC>/            a study: manifest.json, study.yaml, study_result.json,
+    <NNN>_c<cycle>_<label>/      and one experiment folder per completed run
+<root>/<model>-<engine>_<UTC>/   a single `llem run`: one experiment folder, no manifest
+    001_c1_<label>/result.json
+```
+
+:func:`open_results` turns any of these paths (or a ``result.json``) into a
+:class:`ResultSet`; :func:`discover` lists every set under a root. The study files are
+read with small lenient views of their own (only the fields shown here), so that this
+layer does not depend on the study package that writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llenergymeasure.errors import ResultError
+from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.results.persistence import load_result
+
+__all__ = [
+    "MANIFEST_FILE",
+    "RESULT_FILE",
+    "STUDY_RESULT_FILE",
+    "AggregateView",
+    "ConfigAggregateView",
+    "Listing",
+    "ResultHeader",
+    "ResultSet",
+    "RunEntry",
+    "RunResult",
+    "StudyView",
+    "describe",
+    "discover",
+    "is_result_set",
+    "load_runs",
+    "open_results",
+    "read_header",
+]
+
+RESULT_FILE = "result.json"
+MANIFEST_FILE = "manifest.json"
+STUDY_RESULT_FILE = "study_result.json"
+_EXPERIMENT_DIR = re.compile(r"^(?P<index>\d+)_c(?P<cycle>\d+)_")
+_FAILED = ("failed", "crashed", "timed_out")
+
+
+class _Lenient(BaseModel):
+    # Views of files another layer owns: read the fields used here, ignore the rest.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _EntryView(_Lenient):
+    index: int
+    label: str
+    config_hash: str
+    cycle: int
+    status: str
+    started_at: datetime | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    result: str | None = None
+
+
+class _ManifestView(_Lenient):
+    name: str
+    design_hash: str
+    status: str
+    created_at: datetime
+    entries: tuple[_EntryView, ...]
+
+
+class AggregateView(_Lenient):
+    """One metric of one config across cycles, as ``study_result.json`` holds it."""
+
+    n: int = 0
+    mean: float | None = None
+    std: float | None = None
+    ci95_half_width: float | None = None
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+
+
+class ConfigAggregateView(_Lenient):
+    index: int
+    label: str
+    config_hash: str
+    n_completed: int
+    j_per_output_token: AggregateView
+    output_tokens_per_s: AggregateView
+
+
+class _ProtocolView(_Lenient):
+    n_cycles: int
+    experiment_order: str
+    experiment_gap_s: float | None = None
+    cycle_gap_s: float | None = None
+    experiment_timeout_s: float | None = None
+
+
+class _SummaryView(_Lenient):
+    n_planned: int
+    n_completed: int
+    n_failed: int
+    wall_time_s: float | None = None
+    total_energy_j: float | None = None
+
+
+class StudyView(_Lenient):
+    """What the report and tables use of ``study_result.json``."""
+
+    status: str
+    protocol: _ProtocolView
+    summary: _SummaryView
+    aggregates: tuple[ConfigAggregateView, ...] = ()
+
+
+class _Identity(_Lenient):
+    name: str
+
+
+class _Window(_Lenient):
+    started_at: datetime
+
+
+class _Energy(_Lenient):
+    total_j: float | None = None
+
+
+class ResultHeader(_Lenient):
+    """The few fields of a ``result.json`` that a listing needs (fast to read)."""
+
+    experiment_id: str
+    measurement_config_hash: str
+    engine: str
+    model: _Identity
+    window: _Window
+    energy: _Energy
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One planned run of a set: a config in one cycle, and where its files are."""
+
+    index: int
+    cycle: int
+    label: str
+    config_hash: str
+    status: str
+    folder: Path | None
+    error: str | None = None
+    started_at: datetime | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed" and self.folder is not None
+
+    @property
+    def key(self) -> str:
+        """``<index>/c<cycle>``, as the study tables print it."""
+        return f"{self.index}/c{self.cycle}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A completed run with its result read back."""
+
+    entry: RunEntry
+    result: ExperimentResult
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """A study folder or a single run: what every ``llem results`` command works on."""
+
+    path: Path
+    kind: Literal["study", "run"]
+    name: str
+    status: str
+    created_at: datetime | None
+    design_hash: str | None
+    entries: tuple[RunEntry, ...]
+    study: StudyView | None = None
+
+    @property
+    def completed(self) -> list[RunEntry]:
+        return [entry for entry in self.entries if entry.completed]
+
+    @property
+    def n_failed(self) -> int:
+        return sum(entry.status in _FAILED for entry in self.entries)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One line of ``llem results list``: a set and what its completed runs hold."""
+
+    results: ResultSet
+    models: tuple[str, ...]
+    engines: tuple[str, ...]
+    total_energy_j: float | None
+    n_energy_unknown: int
+    n_unreadable: int
+
+
+def describe(results: ResultSet) -> Listing:
+    """Models, engines and total energy of the completed runs (from their headers)."""
+    models: dict[str, None] = {}
+    engines: dict[str, None] = {}
+    energies: list[float] = []
+    unknown = unreadable = 0
+    for entry in results.completed:
+        assert entry.folder is not None  # completed entries have one
+        try:
+            header = read_header(entry.folder)
+        except ResultError:
+            unreadable += 1
+            continue
+        models.setdefault(header.model.name, None)
+        engines.setdefault(header.engine, None)
+        if header.energy.total_j is None:
+            unknown += 1
+        else:
+            energies.append(header.energy.total_j)
+    return Listing(
+        results=results,
+        models=tuple(models),
+        engines=tuple(engines),
+        total_energy_j=sum(energies) if energies else None,
+        n_energy_unknown=unknown,
+        n_unreadable=unreadable,
+    )
+
+
+def is_result_set(path: Path) -> bool:
+    """Whether ``path`` is a study folder, a single-run folder or an experiment folder."""
+    if (path / MANIFEST_FILE).is_file() or (path / RESULT_FILE).is_file():
+        return True
+    return any(True for _ in _experiment_dirs(path))
+
+
+def open_results(path: Path) -> ResultSet:
+    """The result set at ``path``: a study folder, a run folder, an experiment folder or file.
+
+    Raises ResultError when ``path`` holds none of these.
+    """
+    if path.is_file() and path.name in (RESULT_FILE, MANIFEST_FILE):
+        path = path.parent
+    if not path.exists():
+        raise ResultError(f"no results at {path}", hint="see `llem results list`")
+    if (path / MANIFEST_FILE).is_file():
+        return _open_study(path)
+    if (path / RESULT_FILE).is_file():
+        return _single(path.name, path, [path])
+    folders = list(_experiment_dirs(path))
+    if not folders:
+        raise ResultError(
+            f"{path} is neither a study folder nor a run folder (no {MANIFEST_FILE} or "
+            f"{RESULT_FILE})",
+            hint="pass a folder under results/; `llem results list` shows them",
+        )
+    return _single(path.name, path, folders)
+
+
+def discover(root: Path) -> list[ResultSet]:
+    """Every study and single run directly under ``root`` (or ``root`` itself), newest first.
+
+    A folder whose files cannot be read is skipped, not fatal: one damaged study must
+    not hide the others.
+    """
+    if not root.is_dir():
+        raise ResultError(
+            f"no results folder at {root}",
+            hint="run `llem run` first, or pass the folder: llem results list DIR",
+        )
+    candidates = [root] if is_result_set(root) else sorted(p for p in root.iterdir() if p.is_dir())
+    sets = []
+    for folder in candidates:
+        if not is_result_set(folder):
+            continue
+        try:
+            sets.append(open_results(folder))
+        except ResultError:
+            continue
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(sets, key=lambda s: (s.created_at or epoch, s.name), reverse=True)
+
+
+def read_header(folder: Path) -> ResultHeader:
+    """The listing fields of ``folder/result.json``."""
+    file = folder / RESULT_FILE
+    try:
+        return ResultHeader.model_validate_json(file.read_bytes())
+    except FileNotFoundError:
+        raise ResultError(f"no result at {file}") from None
+    except (OSError, ValidationError) as err:
+        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+
+
+def read_result(folder: Path) -> ExperimentResult:
+    """``folder/result.json`` without its trace (the trace is only needed for plots)."""
+    file = folder / RESULT_FILE
+    try:
+        return ExperimentResult.model_validate_json(file.read_bytes())
+    except FileNotFoundError:
+        raise ResultError(
+            f"no result at {file}",
+            hint="the manifest lists this run as completed; was its folder moved or deleted?",
+        ) from None
+    except (OSError, ValidationError) as err:
+        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+
+
+def load_runs(results: ResultSet, *, traces: bool = False) -> list[RunResult]:
+    """Every completed run of ``results`` with its result, in (index, cycle) order.
+
+    With ``traces`` the power/thermal trace rows are read too (``result.timeseries``).
+    """
+    runs = []
+    for entry in sorted(results.completed, key=lambda e: (e.index, e.cycle)):
+        assert entry.folder is not None  # completed entries have one
+        result = load_result(entry.folder) if traces else read_result(entry.folder)
+        runs.append(RunResult(entry, result))
+    return runs
+
+
+def _experiment_dirs(path: Path) -> Iterator[Path]:
+    if not path.is_dir():
+        return
+    for child in sorted(path.iterdir()):
+        if _EXPERIMENT_DIR.match(child.name) and (child / RESULT_FILE).is_file():
+            yield child
+
+
+def _single(name: str, path: Path, folders: Sequence[Path]) -> ResultSet:
+    entries = []
+    created: datetime | None = None
+    for folder in folders:
+        header = read_header(folder)
+        match = _EXPERIMENT_DIR.match(folder.name)
+        index, cycle = (int(match["index"]), int(match["cycle"])) if match else (1, 1)
+        entries.append(
+            RunEntry(
+                index=index,
+                cycle=cycle,
+                label=f"{header.model.name} · {header.engine}",
+                config_hash=header.measurement_config_hash,
+                status="completed",
+                folder=folder,
+                started_at=header.window.started_at,
+            )
+        )
+        started = header.window.started_at
+        created = started if created is None else min(created, started)
+    return ResultSet(
+        path=path,
+        kind="run",
+        name=name,
+        status="completed",
+        created_at=created,
+        design_hash=None,
+        entries=tuple(entries),
+    )
+
+
+def _open_study(path: Path) -> ResultSet:
+    file = path / MANIFEST_FILE
+    try:
+        manifest = _ManifestView.model_validate_json(file.read_bytes())
+    except (OSError, ValidationError) as err:
+        raise ResultError(f"unreadable manifest {file}: {type(err).__name__}") from err
+    entries = tuple(
+        RunEntry(
+            index=e.index,
+            cycle=e.cycle,
+            label=e.label,
+            config_hash=e.config_hash,
+            status=e.status,
+            folder=path / e.result if e.result else None,
+            error=e.error,
+            started_at=e.started_at,
+        )
+        for e in manifest.entries
+    )
+    return ResultSet(
+        path=path,
+        kind="study",
+        name=manifest.name,
+        status=manifest.status,
+        created_at=manifest.created_at,
+        design_hash=manifest.design_hash,
+        entries=entries,
+        study=_read_study(path / STUDY_RESULT_FILE),
+    )
+
+
+def _read_study(file: Path) -> StudyView | None:
+    """``study_result.json``, or None while the study has not written it yet."""
+    try:
+        return StudyView.model_validate_json(file.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as err:
+        raise ResultError(f"unreadable study result {file}: {type(err).__name__}") from err

@@ -1,0 +1,186 @@
+"""Results side by side: the headline metrics of runs, studies or study configs, with ratios.
+
+Each path given becomes one column per config it holds (a run: one; a study: one per
+config, its cycles averaged). Every column is divided by the first. Columns measured
+under different methodology versions, on different devices, or with different energy
+methods are not comparable: :func:`compare` refuses them unless ``force`` is set, and
+then lists each mismatch so the caller can say it loudly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from llenergymeasure.errors import ResultError
+from llenergymeasure.results.collection import RunResult, load_runs, open_results
+from llenergymeasure.results.models import ExperimentResult
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "Column",
+    "Comparison",
+    "Metric",
+    "compare",
+    "device_of",
+]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A headline figure of one experiment; ``better`` says which way is an improvement."""
+
+    key: str
+    name: str
+    unit: str
+    better: str  # "lower" or "higher"
+    read: Callable[[ExperimentResult], float | None]
+
+
+def _latency(result: ExperimentResult, which: str) -> float | None:
+    stats = getattr(result.latency, which)
+    return None if stats is None else float(stats.p50_ms)
+
+
+HEADLINE_METRICS: tuple[Metric, ...] = (
+    Metric("j_per_output_token", "energy per output token", "J", "lower",
+           lambda r: r.energy.j_per_output_token),
+    Metric("output_tokens_per_s", "output tokens/s", "tok/s", "higher",
+           lambda r: r.throughput.output_tokens_per_s),
+    Metric("energy_j", "energy (window)", "J", "lower", lambda r: r.energy.total_j),
+    Metric("adjusted_j", "energy adjusted for idle", "J", "lower", lambda r: r.energy.adjusted_j),
+    Metric("j_per_request", "energy per request", "J", "lower", lambda r: r.energy.j_per_request),
+    Metric("mean_power_w", "mean power", "W", "lower", lambda r: r.power.mean_w),
+    Metric("latency_p50_ms", "latency p50", "ms", "lower", lambda r: _latency(r, "e2e")),
+    Metric("latency_p99_ms", "latency p99", "ms", "lower", lambda r: r.latency.e2e.p99_ms),
+    Metric("ttft_p50_ms", "TTFT p50", "ms", "lower", lambda r: _latency(r, "ttft")),
+    Metric("itl_p50_ms", "inter-token p50", "ms", "lower", lambda r: _latency(r, "itl")),
+    Metric("window_s", "window", "s", "lower", lambda r: r.window.duration_s),
+    Metric("peak_device_mib", "peak device memory", "MiB", "lower",
+           lambda r: r.memory.peak_device_mib),
+)  # fmt: skip
+
+
+def device_of(result: ExperimentResult) -> str:
+    """What the experiment ran and was measured on, e.g. ``cuda:0 (NVIDIA H100); gpu:0``."""
+    env = result.environment
+    names = [str(a["name"]) for a in env.accelerators if isinstance(a, dict) and "name" in a]
+    on = result.model.device or "?"
+    hardware = ", ".join(names) if on.startswith(("cuda", "gpu")) and names else env.cpu_model
+    domains = ", ".join(d.domain for d in result.energy.domains) or "no energy domain"
+    return f"{on} ({hardware or 'unknown hardware'}); measured {domains}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One config's runs: the mean of each headline metric over its completed cycles."""
+
+    name: str
+    n_runs: int
+    values: dict[str, float | None]
+    methodology: frozenset[str]
+    devices: frozenset[str]
+    energy_methods: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Columns side by side; ``ratios[i][key]`` = column i / column 0 (None when undefined)."""
+
+    columns: tuple[Column, ...]
+    ratios: tuple[dict[str, float | None], ...]
+    mismatches: tuple[str, ...]
+
+
+def compare(paths: Sequence[Path], *, force: bool = False) -> Comparison:
+    """Compare the results at ``paths``; ResultError when fewer than two columns result,
+    or when they are not comparable and ``force`` is not set.
+    """
+    columns: list[Column] = []
+    for path in paths:
+        results = open_results(path)
+        runs = load_runs(results)
+        if not runs:
+            raise ResultError(f"{path} has no completed run to compare")
+        groups: dict[str, list[RunResult]] = {}
+        for run in runs:
+            groups.setdefault(run.entry.config_hash, []).append(run)
+        for group in groups.values():
+            name = results.name if len(groups) == 1 else f"{results.name}: {group[0].entry.label}"
+            columns.append(_column(name, group))
+    columns = _distinct_names(columns)
+    if len(columns) < 2:
+        raise ResultError(
+            "compare needs at least two things to compare; these paths hold one config",
+            hint="give two run or study folders, or a study with several configs",
+        )
+    mismatches = _mismatches(columns)
+    if mismatches and not force:
+        raise ResultError(
+            "not comparable: " + "; ".join(mismatches),
+            hint="compare results measured the same way, or pass --force to show them anyway",
+        )
+    base = columns[0].values
+    ratios = tuple(
+        {key: _ratio(column.values[key], base[key]) for key in base} for column in columns
+    )
+    return Comparison(tuple(columns), ratios, tuple(mismatches))
+
+
+def _column(name: str, runs: Sequence[RunResult]) -> Column:
+    values: dict[str, float | None] = {}
+    for metric in HEADLINE_METRICS:
+        known = [v for run in runs if (v := metric.read(run.result)) is not None]
+        values[metric.key] = math.fsum(known) / len(known) if known else None
+    return Column(
+        name=name,
+        n_runs=len(runs),
+        values=values,
+        methodology=frozenset(run.result.methodology.version for run in runs),
+        devices=frozenset(device_of(run.result) for run in runs),
+        energy_methods=frozenset(
+            method for run in runs if (method := run.result.energy.method) is not None
+        ),
+    )
+
+
+def _distinct_names(columns: Sequence[Column]) -> list[Column]:
+    """Columns named alike (the same folder given twice) get ``#2``, ``#3``..."""
+    counts: dict[str, int] = {}
+    named = []
+    for column in columns:
+        counts[column.name] = counts.get(column.name, 0) + 1
+        n = counts[column.name]
+        named.append(column if n == 1 else replace(column, name=f"{column.name} #{n}"))
+    return named
+
+
+def _mismatches(columns: Sequence[Column]) -> list[str]:
+    checks: tuple[tuple[str, Callable[[Column], frozenset[str]]], ...] = (
+        ("methodology versions differ", lambda c: c.methodology),
+        ("devices differ", lambda c: c.devices),
+        ("energy methods differ", lambda c: c.energy_methods),
+    )
+    problems = []
+    for what, get in checks:
+        seen: dict[str, list[str]] = {}
+        for column in columns:
+            for value in sorted(get(column)):
+                seen.setdefault(value, []).append(column.name)
+        if len(seen) > 1:
+            sides = [f"{value} ({_names(names)})" for value, names in seen.items()]
+            problems.append(f"{what}: " + " vs ".join(sides))
+    return problems
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:2])
+    return shown + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or base == 0:
+        return None
+    return value / base
