@@ -99,7 +99,7 @@ def test_a_study_compares_transformers_and_vllm(tmp_path: Path, vllm_python: Pat
         encoding="utf-8",
     )
     out = tmp_path / "results"
-    args = ["run", str(study), "-n", "10", "--cycles", "1", "--output", str(out)]
+    args = ["run", str(study), "-n", "10", "--cycles", "1", "--output", str(out), "--report"]
     proc = _llem(args, tmp_path, EAGER)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     [study_dir] = list(out.glob("engines_*"))
@@ -118,3 +118,10 @@ def test_a_study_compares_transformers_and_vllm(tmp_path: Path, vllm_python: Pat
         assert len(re.findall(r"\d+\.\d+", row)) >= 2, row
     manifest = json.loads((study_dir / "manifest.json").read_text(encoding="utf-8"))
     assert {e["status"] for e in manifest["entries"]} == {"completed"}
+    # The HTML report has a row per engine with its tokens/s and J/token.
+    html = (study_dir / "report.html").read_text(encoding="utf-8")
+    for agg in by_engine.values():
+        assert agg["label"] in html
+    assert "J / output token" in html and "output tokens/s" in html
+    # Same model, prompts and greedy decoding: the parity block compares the two engines.
+    assert summary["parity"] is not None

@@ -27,7 +27,7 @@ from llenergymeasure.engines.base import (
     RequestOutput,
 )
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
-from llenergymeasure.engines.text import has_chat_template, input_ids_for
+from llenergymeasure.engines.text import input_ids_for, resolve_chat_template
 from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
 from llenergymeasure.errors import EngineError
 from llenergymeasure.results.models import Availability
@@ -200,15 +200,7 @@ class TransformersLoadedModel:
         self._tokenizer = tokenizer
         self._device = info.device
         self.info = info
-        use_template = config.task.chat_template
-        self._use_chat_template = (
-            has_chat_template(tokenizer) if use_template is None else use_template
-        )
-        if self._use_chat_template and not has_chat_template(tokenizer):
-            raise EngineError(
-                "task.chat_template is true but the model has no chat template",
-                hint="set task.chat_template: false (or leave it unset)",
-            )
+        self._use_chat_template = resolve_chat_template(tokenizer, config.task.chat_template)
         self._generate_kwargs = generate_kwargs
 
     @classmethod
