@@ -140,3 +140,15 @@ def test_ctrl_c_in_the_parent_interrupts_and_kills_the_child(
     )
     assert outcome.status == "interrupted"
     assert all(gone(int(pid)) for pid in pid_file.read_text().split())
+
+
+def test_a_link_planted_at_the_log_is_refused_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n", encoding="utf-8")
+    log = log_path(tmp_path, 2, 1)
+    log.parent.mkdir(parents=True)
+    log.symlink_to(victim)
+    outcome = run_isolated(tiny(), study_dir=tmp_path, index=2, cycle=1, timeout_s=60)
+    assert outcome.status == "crashed", outcome.message
+    assert victim.read_text(encoding="utf-8") == "untouched\n"
+    assert not list(tmp_path.glob("002_c1_*"))
