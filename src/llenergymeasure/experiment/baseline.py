@@ -31,7 +31,7 @@ def take_baseline(plan: Plan, reporter: Reporter) -> tuple[Baseline | None, str 
     if not plan.sampler.needs_baseline:
         return None, (
             f"not applicable: the `{plan.sampler.name}` sampler attributes energy to this "
-            "process only, so idle power is not in its figure"
+            "run's processes only, so idle power is not in its figure"
         )
     baseline = obtain_baseline(
         plan.sampler,
