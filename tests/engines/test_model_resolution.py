@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from llenergymeasure.engines.resolve import BUNDLED_MODELS, BundledModel, resolve_model
+from llenergymeasure.engines.resolve import (
+    BUNDLED_MODELS,
+    BundledModel,
+    ResolvedModel,
+    model_fingerprint,
+    resolve_model,
+)
 from llenergymeasure.errors import ConfigError
 
 
@@ -72,3 +78,22 @@ def test_hf_id_found_in_local_cache_follows_refs_main(tmp_path: Path) -> None:
     assert model.kind == "hf-cache"
     assert model.path == repo / "snapshots" / "aaa"
     assert model.label == "tiny"
+
+
+def test_the_fingerprint_follows_content_not_location(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "m.gguf").write_bytes(b"GGUF" + b"\\1" * 1000)
+    gguf = [ResolvedModel("m", "gguf", folder / "m.gguf", "m") for folder in (first, second)]
+    assert model_fingerprint(gguf[0]) == model_fingerprint(gguf[1]) is not None
+    (second / "m.gguf").write_bytes(b"GGUF" + b"\\2" * 1000)
+    assert model_fingerprint(gguf[0]) != model_fingerprint(gguf[1])
+    for folder in (first, second):
+        (folder / "config.json").write_text('{"hidden_size": 8}', encoding="utf-8")
+        (folder / "model.safetensors").write_bytes(b"x" * 64)
+    folders = [ResolvedModel("m", "folder", folder, "m") for folder in (first, second)]
+    assert model_fingerprint(folders[0]) == model_fingerprint(folders[1]) is not None
+    (second / "model.safetensors").write_bytes(b"x" * 65)
+    assert model_fingerprint(folders[0]) != model_fingerprint(folders[1])
+    assert model_fingerprint(ResolvedModel("m", "folder", tmp_path / "none", "m")) is None

@@ -206,6 +206,29 @@ def test_differing_precision_and_batch_cap_are_flagged(fake_run: ExperimentResul
     assert c.agreement.comparable  # greedy on both: outputs are still compared
 
 
+def at(run: ExperimentResult, path: str, fingerprint: str | None) -> ExperimentResult:
+    """The run as if its model had been loaded from ``path``, with that content identity."""
+    model = run.model.model_copy(update={"resolved": path, "fingerprint": fingerprint})
+    return run.model_copy(update={"model": model})
+
+
+def test_the_same_weights_in_two_environments_are_one_model(fake_run: ExperimentResult) -> None:
+    hf = at(as_engine(fake_run, "transformers", TRANSFORMERS), "/a/m.gguf", "0123abcd")
+    vllm = at(as_engine(fake_run, "vllm", VLLM), "/b/m.gguf", "0123abcd")
+    c = only_comparison(compare(hf, vllm))
+    assert c.like_for_like and "model loaded" not in c.differing
+
+
+def test_other_weights_are_flagged_even_under_the_same_name(fake_run: ExperimentResult) -> None:
+    hf = at(as_engine(fake_run, "transformers", TRANSFORMERS), "/a/m.gguf", "0123abcd")
+    vllm = at(as_engine(fake_run, "vllm", VLLM), "/a/m.gguf", "ffff0000")
+    c = only_comparison(compare(hf, vllm))
+    assert not c.like_for_like and "model loaded" in c.differing
+    # without a content identity the paths are all there is to compare
+    hf, vllm = at(hf, "/a/m.gguf", None), at(vllm, "/b/m.gguf", None)
+    assert "model loaded" in only_comparison(compare(hf, vllm)).differing
+
+
 def test_a_quantised_kv_cache_is_flagged(fake_run: ExperimentResult) -> None:
     vllm = as_engine(
         fake_run, "vllm", {**VLLM, "engine": {"max_num_seqs": 2, "kv_cache_dtype": "fp8"}}

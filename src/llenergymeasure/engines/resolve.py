@@ -23,6 +23,7 @@ __all__ = [
     "BundledModel",
     "ResolvedModel",
     "converted_cache_dir",
+    "model_fingerprint",
     "resolve_model",
 ]
 
@@ -166,6 +167,23 @@ def _label(name: str) -> str:
     tail = name.rsplit("/", 1)[-1]
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip(".-")
     return (safe or "model")[:48]
+
+
+def model_fingerprint(model: ResolvedModel) -> str | None:
+    """A cheap content identity: equal for the same weights wherever they lie on disk.
+
+    A GGUF file: its name, size and first/last 4 MiB. A folder: its ``config.json`` and
+    the names and sizes of its weight files. None when the files cannot be read.
+    """
+    try:
+        if model.is_gguf:
+            return _gguf_fingerprint(model.path)
+        digest = hashlib.sha256((model.path / "config.json").read_bytes())
+        for weights in sorted(model.path.glob("*.safetensors")) + sorted(model.path.glob("*.bin")):
+            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        return digest.hexdigest()[:12]
+    except OSError:
+        return None
 
 
 def _gguf_fingerprint(path: Path) -> str:

@@ -19,6 +19,7 @@ from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.throttle import summarise_thermal, trace_warnings
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import ModelInfo, RequestOutput
+from llenergymeasure.engines.resolve import model_fingerprint
 from llenergymeasure.experiment.measurement import Window
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.results.models import (
@@ -398,6 +399,7 @@ def build_result(
             resolved=str(plan.model.path),
             kind=plan.model.kind,
             resolved_label=plan.model.label,
+            fingerprint=model_fingerprint(plan.model),
             n_params=info.n_params,
             n_non_embedding_params=info.n_non_embedding_params,
             dtype=info.dtype,

@@ -257,6 +257,9 @@ class ModelIdentity(_Frozen):
     resolved: str = Field(description="the path or id that was loaded")
     kind: str = Field(description="bundled-gguf, folder, gguf or hf-cache")
     resolved_label: str = Field(description="short name used in folder names")
+    fingerprint: str | None = Field(
+        None, description="content identity of the weights, equal wherever they lie on disk"
+    )
     n_params: int | None
     n_non_embedding_params: int | None
     dtype: str | None

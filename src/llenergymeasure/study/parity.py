@@ -275,7 +275,7 @@ def _profile(result: ExperimentResult) -> dict[str, _Setting]:
     if isinstance(applied, bool):
         chat = "on" if applied else "off"
     return {
-        "model loaded": _Setting(f"{result.model.resolved} ({result.model.kind})", True),
+        "model loaded": _Setting(_model_loaded(result), True),
         "device": _Setting(result.model.device or "unknown", True),
         "tokenizer": _Setting(
             "fake word tokenizer" if engine == "fake" else "the model's Hugging Face tokenizer",
@@ -294,6 +294,14 @@ def _profile(result: ExperimentResult) -> dict[str, _Setting]:
         "weight quantisation": _Setting(_quantisation(config), True),
         "methodology": _Setting(result.methodology.version, True),
     }
+
+
+def _model_loaded(result: ExperimentResult) -> str:
+    """The weights by content when known: two environments hold the same file at two paths."""
+    model = result.model
+    if model.fingerprint is not None:
+        return f"{model.resolved_label} ({model.kind}, content {model.fingerprint})"
+    return f"{model.resolved} ({model.kind})"
 
 
 def _compare(
