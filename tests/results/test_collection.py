@@ -17,6 +17,7 @@ from llenergymeasure.results.collection import (
     is_result_set,
     load_runs,
     open_results,
+    tally_warnings,
 )
 
 TINY = {
@@ -140,3 +141,18 @@ def test_describe_counts_unreadable_result_files_instead_of_failing(
     listing = describe(open_results(study))
     assert listing.n_unreadable == 1
     assert listing.total_energy_j is not None  # the other runs still count
+
+
+def test_warnings_are_tallied_once_per_run_with_the_first_runs_text(gpu_study: Path) -> None:
+    runs = load_runs(open_results(gpu_study))
+    tallies = tally_warnings(runs)
+    codes = [t.code for t in tallies]
+    assert len(codes) == len(set(codes)) and codes
+    for tally in tallies:
+        having = [r for r in runs if any(w.code == tally.code for w in r.result.warnings)]
+        assert tally.n_runs == len(having)
+        first = next(w for w in having[0].result.warnings if w.code == tally.code)
+        assert (tally.message, tally.remedy) == (first.message, first.remedy)
+    # in order of first appearance
+    seen = [w.code for r in runs for w in r.result.warnings]
+    assert codes == sorted(set(seen), key=seen.index)

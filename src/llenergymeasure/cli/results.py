@@ -24,6 +24,7 @@ from llenergymeasure.results.collection import (
     discover,
     load_runs,
     open_results,
+    tally_warnings,
 )
 from llenergymeasure.results.compare import HEADLINE_METRICS, compare
 from llenergymeasure.results.export import ExportFormat, export_table, write_export, write_table
@@ -252,18 +253,14 @@ def _maybe(value: float | None, spec: str) -> str:
 
 
 def _study_warnings(runs: Sequence[RunResult]) -> Table | None:
-    seen: dict[str, tuple[int, str, str]] = {}
-    for run in runs:
-        for w in {w.code: w for w in run.result.warnings}.values():
-            count, message, remedy = seen.get(w.code, (0, w.message, w.remedy))
-            seen[w.code] = (count + 1, message, remedy)
-    if not seen:
+    tallies = tally_warnings(runs)
+    if not tallies:
         return None
     table = Table(title="warnings", title_justify="left")
     for column in ("code", "runs", "what (first run)", "remedy"):
         table.add_column(column)
-    for code, (count, message, remedy) in seen.items():
-        table.add_row(code, f"{count}/{len(runs)}", escape(message), escape(remedy))
+    for t in tallies:
+        table.add_row(t.code, f"{t.n_runs}/{len(runs)}", escape(t.message), escape(t.remedy))
     return table
 
 

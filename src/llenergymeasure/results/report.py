@@ -29,6 +29,7 @@ from llenergymeasure.results.collection import (
     RunResult,
     load_runs,
     open_results,
+    tally_warnings,
 )
 from llenergymeasure.results.export import Scalar, flatten
 from llenergymeasure.results.models import ExperimentResult
@@ -651,16 +652,12 @@ def _runs_table(results: ResultSet, runs: Sequence[RunResult]) -> str:
 
 
 def _warnings(runs: Sequence[RunResult]) -> str:
-    seen: dict[str, tuple[int, str, str]] = {}
-    for run in runs:
-        for w in {w.code: w for w in run.result.warnings}.values():
-            count, message, remedy = seen.get(w.code, (0, w.message, w.remedy))
-            seen[w.code] = (count + 1, message, remedy)
-    if not seen:
+    tallies = tally_warnings(runs)
+    if not tallies:
         return _section("Warnings", "<p>No measurement warning in any run.</p>", "warnings")
     rows = [
-        [escape(code), f"{count}/{len(runs)}", escape(message), escape(remedy)]
-        for code, (count, message, remedy) in seen.items()
+        [escape(t.code), f"{t.n_runs}/{len(runs)}", escape(t.message), escape(t.remedy)]
+        for t in tallies
     ]
     return _section(
         "Warnings", _table(["code", "runs", "what (first run)", "remedy"], rows), "warnings"
