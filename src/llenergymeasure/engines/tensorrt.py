@@ -43,7 +43,7 @@ from llenergymeasure.engines.base import (
 )
 from llenergymeasure.engines.requirements import GpuRequirement
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
-from llenergymeasure.engines.text import input_ids_for, resolve_chat_template
+from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.errors import EngineError
 from llenergymeasure.results.models import Availability
 
@@ -560,15 +560,12 @@ class TensorRTLoadedModel:
 
     def prepare(self, prompts: Sequence[str]) -> PreparedPrompts:
         limit = self._config.task.max_input_tokens
-        ids = [
-            input_ids_for(
-                self._tokenizer,
-                p,
-                max_input_tokens=limit,
-                use_chat_template=self._use_chat_template,
-            )
-            for p in prompts
-        ]
+        ids = prompt_ids(
+            self._tokenizer,
+            prompts,
+            max_input_tokens=limit,
+            use_chat_template=self._use_chat_template,
+        )
         return PreparedPrompts(n_input_tokens=tuple(len(r) for r in ids), payload=_Prompts(ids))
 
     def generate(

@@ -7,12 +7,12 @@ markers survive: the whole model input (template included) is at most
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llenergymeasure.errors import EngineError
 
-__all__ = ["has_chat_template", "input_ids_for", "resolve_chat_template"]
+__all__ = ["has_chat_template", "input_ids_for", "prompt_ids", "resolve_chat_template"]
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -66,3 +66,15 @@ def input_ids_for(
             return ids
         budget -= len(ids) - max_input_tokens
     raise EngineError(f"could not truncate a prompt to {max_input_tokens} tokens")
+
+
+def prompt_ids(
+    tokenizer: Any, prompts: Sequence[str], *, max_input_tokens: int, use_chat_template: bool
+) -> list[list[int]]:
+    """:func:`input_ids_for` of every prompt: what each engine's ``prepare`` tokenises."""
+    return [
+        input_ids_for(
+            tokenizer, text, max_input_tokens=max_input_tokens, use_chat_template=use_chat_template
+        )
+        for text in prompts
+    ]

@@ -27,7 +27,7 @@ from llenergymeasure.engines.base import (
     RequestOutput,
 )
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
-from llenergymeasure.engines.text import input_ids_for, resolve_chat_template
+from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
 from llenergymeasure.errors import EngineError
 from llenergymeasure.results.models import Availability
@@ -276,15 +276,12 @@ class TransformersLoadedModel:
         import torch
 
         limit = self._config.task.max_input_tokens
-        ids = [
-            input_ids_for(
-                self._tokenizer,
-                p,
-                max_input_tokens=limit,
-                use_chat_template=self._use_chat_template,
-            )
-            for p in prompts
-        ]
+        ids = prompt_ids(
+            self._tokenizer,
+            prompts,
+            max_input_tokens=limit,
+            use_chat_template=self._use_chat_template,
+        )
         pad = int(self._tokenizer.pad_token_id)
         batches = []
         size = self._section.batch_size

@@ -31,7 +31,7 @@ from llenergymeasure.engines.base import (
     RequestOutput,
 )
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.engines.text import input_ids_for, resolve_chat_template
+from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.errors import EngineError
 from llenergymeasure.results.models import Availability
 
@@ -307,15 +307,13 @@ class VLLMLoadedModel:
     def prepare(self, prompts: Sequence[str]) -> PreparedPrompts:
         limit = self._config.task.max_input_tokens
         ids = tuple(
-            tuple(
-                input_ids_for(
-                    self._tokenizer,
-                    p,
-                    max_input_tokens=limit,
-                    use_chat_template=self._use_chat_template,
-                )
+            tuple(row)
+            for row in prompt_ids(
+                self._tokenizer,
+                prompts,
+                max_input_tokens=limit,
+                use_chat_template=self._use_chat_template,
             )
-            for p in prompts
         )
         return PreparedPrompts(n_input_tokens=tuple(len(r) for r in ids), payload=_Payload(ids))
 
