@@ -37,8 +37,8 @@ from typing import Any
 
 from llenergymeasure import ExperimentConfig, run_experiment
 from llenergymeasure.engines.registry import find_runner
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.persistence import load_result
+from llenergymeasure.records.files import load_result
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.study.isolation import run_in_runner
 
 BATCH = 8

@@ -114,9 +114,9 @@ class Bare:
 
         from llenergymeasure.config.models import DatasetConfig
         from llenergymeasure.datasets import load_prompts
+        from llenergymeasure.engines.model_files import ensure_converted
         from llenergymeasure.engines.resolve import resolve_model
         from llenergymeasure.engines.text import input_ids_for
-        from llenergymeasure.engines.transformers import ensure_converted
 
         folder = str(ensure_converted(resolve_model(MODEL)))
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

@@ -28,11 +28,11 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import load_study
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
-from llenergymeasure.results.persistence import write_experiment
-from llenergymeasure.results.report import write_report
+from llenergymeasure.records.files import write_experiment
+from llenergymeasure.report.html import write_report
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 BAR_S = 5.0
 BAR_BYTES = 5 * 1024 * 1024

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from llenergymeasure import ConfigError, ExperimentResult, load_result, run_experiment
-from llenergymeasure.energy.fake import FakeEnergySampler
+from llenergymeasure.testing.fake_sampler import FakeEnergySampler
 
 SHORT_BASELINE = {"duration_s": 0.3, "strategy": "fresh"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llenergymeasure.results.timeseries import read_timeseries
+from llenergymeasure.records.timeseries import read_timeseries
 
 pytestmark = pytest.mark.model
 

@@ -23,8 +23,8 @@ from llenergymeasure.errors import (
     StudyError,
 )
 from llenergymeasure.experiment.run import run_experiment
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.persistence import load_result
+from llenergymeasure.records.files import load_result
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.study.run import StudyOutcome, run_study
 
 __version__ = tool_version()

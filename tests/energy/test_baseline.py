@@ -9,7 +9,7 @@ import pytest
 
 from llenergymeasure.config.models import BaselineConfig
 from llenergymeasure.energy.baseline import BaselineCache, measure_baseline, obtain_baseline
-from llenergymeasure.energy.fake import FakeEnergySampler
+from llenergymeasure.testing.fake_sampler import FakeEnergySampler
 
 
 class Clock:

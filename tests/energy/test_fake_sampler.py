@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.fake import FakeEnergySampler
 from llenergymeasure.errors import EnergyError
+from llenergymeasure.testing.fake_sampler import FakeEnergySampler
 
 
 def clock_of(*values: float) -> Callable[[], float]:

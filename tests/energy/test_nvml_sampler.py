@@ -26,7 +26,9 @@ from llenergymeasure.energy.nvml import (
     NvmlTelemetry,
     gpu_indices_in_scope,
 )
-from llenergymeasure.energy.simulated_nvml import (
+from llenergymeasure.energy.telemetry import TelemetrySource
+from llenergymeasure.errors import EnergyError
+from llenergymeasure.testing.simulated_nvml import (
     ManualClock,
     NVMLError_DriverNotLoaded,
     NVMLError_NotSupported,
@@ -34,8 +36,6 @@ from llenergymeasure.energy.simulated_nvml import (
     SimulatedGpu,
     SimulatedNvml,
 )
-from llenergymeasure.energy.telemetry import TelemetrySource
-from llenergymeasure.errors import EnergyError
 
 UUIDS = (
     "GPU-aaaaaaaa-0000-0000-0000-000000000000",
@@ -596,7 +596,7 @@ def test_importing_nvml_modules_does_not_import_pynvml(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import sys
-            from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
+            from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
             sys.modules[__name__] = SimulatedNvml([SimulatedGpu("Sim GPU", "GPU-5151")])
             """
         )

@@ -15,7 +15,7 @@ from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.telemetry import DeviceSample, TelemetrySource
 from llenergymeasure.energy.trace import PowerTrace, TraceRow
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.timeseries import TIMESERIES_COLUMNS, read_timeseries, write_timeseries
+from llenergymeasure.records.timeseries import TIMESERIES_COLUMNS, read_timeseries, write_timeseries
 
 
 class ManualClock:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from fake_powercap import MAX_UJ, make_tree, set_counter, write_zone
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.rapl import RaplSampler, RaplTelemetry, discover_rapl_zones
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.errors import EnergyError
+from llenergymeasure.testing.fake_powercap import MAX_UJ, make_tree, set_counter, write_zone
 
 
 class Script:

@@ -8,20 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from fake_powercap import make_tree
 from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
-from llenergymeasure.energy.fake import FakeEnergySampler
 from llenergymeasure.energy.registry import sampler_class, sampler_names, select_sampler
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
 from llenergymeasure.errors import EnergyError
+from llenergymeasure.testing.fake_powercap import make_tree
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 
 def test_table_loads_the_classes() -> None:
-    assert set(sampler_names()) >= {"estimate", "none", "fake"}
+    assert set(sampler_names()) >= {"estimate", "none"}
     assert sampler_class("estimate") is EstimateSampler
     assert sampler_class("none") is NoEnergySampler
-    assert sampler_class("fake") is FakeEnergySampler
+
+
+def test_the_fake_sampler_is_not_in_the_table() -> None:
+    """A test double is passed as an object, never chosen by name in a measurement."""
+    assert "fake" not in sampler_names()
+    with pytest.raises(EnergyError, match="unknown energy sampler 'fake'"):
+        sampler_class("fake")
 
 
 def test_auto_falls_back_to_the_labelled_estimate(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from llenergymeasure.energy.simulated_nvml import (
+from llenergymeasure.testing.simulated_nvml import (
     ManualClock,
     NVMLError,
     NVMLError_DriverNotLoaded,

@@ -22,7 +22,6 @@ import pytest
 
 from llenergymeasure.config import ExperimentConfig
 from llenergymeasure.config.loading import UserConfig
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
 from llenergymeasure.engines.base import Engine, LoadedModel
 from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import resolve_model
@@ -35,6 +34,7 @@ from llenergymeasure.engines.tensorrt import (
 )
 from llenergymeasure.errors import EngineError, PreflightError
 from llenergymeasure.experiment.preflight import run_preflight
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 WORDS = ["<unk>", "<pad>", "<eos>", "<end2>", "<|user|>", "<|assistant|>"] + [
     f"w{i}" for i in range(60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fake_powercap import make_tree
 from llenergymeasure.cli.doctor import _tables
 from llenergymeasure.config.loading import UserConfig
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
 from llenergymeasure.engines.registry import ENGINES
 from llenergymeasure.experiment.doctor import diagnose
+from llenergymeasure.testing.fake_powercap import make_tree
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 
 def _gpu_host(tmp_path: Path) -> SimulatedNvml:
@@ -60,6 +61,8 @@ def test_cpu_only_host_names_why_each_sampler_is_missing(tmp_path: Path) -> None
 
 
 def test_cli_doctor_and_its_alias_exit_0(tmp_path: Path) -> None:
+    """A user's `llem doctor` lists the real engines only: the fake one is a test double."""
+    env = {k: v for k, v in os.environ.items() if k != "LLEM_TESTING"}
     for command in ("doctor", "config"):
         proc = subprocess.run(
             [sys.executable, "-m", "llenergymeasure", command, "--json"],
@@ -67,12 +70,15 @@ def test_cli_doctor_and_its_alias_exit_0(tmp_path: Path) -> None:
             text=True,
             timeout=120,
             cwd=tmp_path,
+            env=env,
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
         data = json.loads(proc.stdout)
         assert data["energy_samplers"]["estimate"]["available"] is True
-        assert set(data["engines"]) >= {"transformers", "fake", "vllm", "tensorrt"}
+        assert set(data["engines"]) >= {"transformers", "vllm", "tensorrt"}
+        assert "fake" not in data["engines"]
+        assert "fake" not in data["energy_samplers"]
 
 
 def test_every_engine_is_listed_with_its_version_or_why_not(

@@ -12,7 +12,7 @@ from llenergymeasure import load_result, run_experiment
 from llenergymeasure.cli.render import result_table
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 SW_THERMAL = 0x20
 

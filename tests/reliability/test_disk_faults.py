@@ -25,7 +25,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import ResultError
 from llenergymeasure.experiment.run import run_experiment
-from llenergymeasure.results.persistence import load_result, write_experiment
+from llenergymeasure.records.files import load_result, write_experiment
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.manifest import Manifest
 from llenergymeasure.study.models import HeadlineMetrics

@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llenergymeasure.results.persistence import load_result
+from llenergymeasure.records.files import load_result
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest
 
 pytestmark = pytest.mark.slow

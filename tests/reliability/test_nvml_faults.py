@@ -20,10 +20,10 @@ import pytest
 from llenergymeasure import load_result, run_experiment
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.experiment.reporter import NullReporter
-from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 T = TypeVar("T")
 CONFIG: dict[str, Any] = {

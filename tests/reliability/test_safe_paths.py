@@ -26,8 +26,8 @@ from llenergymeasure.cli.app import main
 from llenergymeasure.config.loading import load_experiment_config
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import ConfigError, ResultError
-from llenergymeasure.results.atomic import atomic_write_text
-from llenergymeasure.results.persistence import create_unique_dir, run_dir_name, safe_name
+from llenergymeasure.records.atomic import atomic_write_text
+from llenergymeasure.records.files import create_unique_dir, run_dir_name, safe_name
 
 WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 AT = datetime(2025, 3, 14, 9, 26, 53, tzinfo=timezone.utc)

@@ -20,10 +20,10 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import load_study
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.simulated_nvml import SimulatedGpu, SimulatedNvml
-from llenergymeasure.results.persistence import write_experiment
+from llenergymeasure.records.files import write_experiment
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 SW_THERMAL = 0x20
 THROTTLED_BATCH = 2  # this config's GPU reports thermal throttling

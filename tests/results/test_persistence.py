@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,27 +18,9 @@ from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.loading import UserConfig, load_experiment_config
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.models import (
-    BaselineResult,
-    DomainEnergy,
-    EnergyResult,
-    EnvironmentSnapshot,
-    ExperimentResult,
-    FlopsResult,
-    LatencyResult,
-    LatencyStats,
-    MeasurementWarning,
-    MemoryResult,
-    ModelIdentity,
-    PowerResult,
-    RequestRecord,
-    ThroughputResult,
-    TimingResult,
-    TokenCounts,
-    WarmupResult,
-    WindowResult,
-)
-from llenergymeasure.results.persistence import (
+from llenergymeasure.records.energy import BaselineResult, DomainEnergy, EnergyResult, PowerResult
+from llenergymeasure.records.environment import EnvironmentSnapshot
+from llenergymeasure.records.files import (
     atomic_write_text,
     create_unique_dir,
     experiment_dir_name,
@@ -43,6 +28,21 @@ from llenergymeasure.results.persistence import (
     run_dir_name,
     safe_name,
     write_experiment,
+)
+from llenergymeasure.records.result import (
+    ExperimentResult,
+    FlopsResult,
+    LatencyResult,
+    LatencyStats,
+    MeasurementWarning,
+    MemoryResult,
+    ModelIdentity,
+    RequestRecord,
+    ThroughputResult,
+    TimingResult,
+    TokenCounts,
+    WarmupResult,
+    WindowResult,
 )
 
 STARTED = datetime(2025, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
@@ -90,18 +90,46 @@ def test_atomic_write_into_a_missing_folder_is_a_result_error(tmp_path: Path) ->
         atomic_write_text(tmp_path / "no" / "such" / "dir" / "f.txt", "x")
 
 
+_READ_ONLY_WRITE = """
+import sys
+from pathlib import Path
+from llenergymeasure.errors import ResultError
+from llenergymeasure.records.atomic import atomic_write_text
+try:
+    atomic_write_text(Path(sys.argv[1]) / "result.json", "x")
+except ResultError as err:
+    print(err.message)
+else:
+    print("written")
+"""
+
+
+def _without_permission_bypass() -> list[str]:
+    """A command prefix under which directory permissions hold: as root, drop the capabilities
+    that let root ignore them (root owns the folder, so its owner bits apply)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "running as root needs setpriv (util-linux) to test permissions"
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
 def test_atomic_write_into_a_read_only_folder_is_a_result_error(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        with pytest.raises(ResultError) as info:
-            atomic_write_text(folder / "result.json", "x")
-        assert "permission denied" in info.value.message
+        proc = subprocess.run(
+            [*_without_permission_bypass(), sys.executable, "-c", _READ_ONLY_WRITE, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         folder.chmod(0o700)
+    assert proc.returncode == 0, proc.stderr
+    assert "permission denied" in proc.stdout
     assert list(folder.iterdir()) == []
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from gpu_study import THROTTLED_BATCH
 
-from llenergymeasure.results.collection import RunResult, load_runs, open_results
-from llenergymeasure.results.report import (
+from llenergymeasure.report.html import (
     MAX_TRACE_RUNS,
     REPORT_FILE,
     build_report,
@@ -20,6 +19,7 @@ from llenergymeasure.results.report import (
     swept_parameters,
     write_report,
 )
+from llenergymeasure.results.collection import RunResult, load_runs, open_results
 
 SECTIONS = (
     "summary",

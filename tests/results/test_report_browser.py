@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llenergymeasure.results.report import write_report
+from llenergymeasure.report.html import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llenergymeasure.results.svg import (
+from llenergymeasure.report.svg import (
     Band,
     Rule,
     Scale,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.timeseries import (
+from llenergymeasure.records.timeseries import (
     TIMESERIES_COLUMNS,
     read_timeseries,
     write_timeseries,

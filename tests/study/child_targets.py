@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.energy.fake import FakeEnergySampler
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.experiment.run import run_experiment
-from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.testing.fake_sampler import FakeEnergySampler
 
 # Environment variables the tests set for the child (spawn passes the environment).
 PID_FILE_ENV = "LLEM_TEST_PID_FILE"

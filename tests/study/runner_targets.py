@@ -9,11 +9,11 @@ from pathlib import Path
 
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.energy.fake import FakeEnergySampler
 from llenergymeasure.errors import EngineError
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.experiment.run import run_experiment
-from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.testing.fake_sampler import FakeEnergySampler
 
 # Where `noting_entry` writes how it was started.
 ENTRY_FILE_ENV = "LLEM_TEST_ENTRY_FILE"

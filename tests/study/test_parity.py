@@ -22,7 +22,7 @@ from llenergymeasure.config import ExperimentConfig
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import resolve_model
-from llenergymeasure.results.models import ExperimentResult, RequestRecord
+from llenergymeasure.records.result import ExperimentResult, RequestRecord
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.models import HeadlineMetrics, StudyProtocol, StudyResult
 from llenergymeasure.study.parity import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llenergymeasure.results.models import EnvironmentSnapshot
+from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.system.environment import (
     DEFAULT_PACKAGES,
     EnvironmentCapture,

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from llenergymeasure.energy.simulated_nvml import (
+from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
+from llenergymeasure.testing.simulated_nvml import (
     ManualClock,
     NVMLError_DriverNotLoaded,
     SimulatedGpu,
     SimulatedNvml,
 )
-from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
 
 
 def info(**overrides: object) -> GpuInfo:

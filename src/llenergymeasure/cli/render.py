@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from llenergymeasure.results.models import DeviceThermal, ExperimentResult, LatencyStats
+from llenergymeasure.records.energy import DeviceThermal
+from llenergymeasure.records.result import ExperimentResult, LatencyStats
 
 __all__ = ["result_table", "warnings_table"]
 

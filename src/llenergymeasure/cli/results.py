@@ -16,6 +16,9 @@ from llenergymeasure.cli.render import result_table, warnings_table
 from llenergymeasure.cli.study import summary_table
 from llenergymeasure.config.loading import load_user_config
 from llenergymeasure.errors import ConfigError, ResultError
+from llenergymeasure.records.environment import EnvironmentSnapshot
+from llenergymeasure.records.files import safe_name
+from llenergymeasure.report.html import write_report
 from llenergymeasure.results.collection import (
     STUDY_RESULT_FILE,
     ResultSet,
@@ -28,9 +31,6 @@ from llenergymeasure.results.collection import (
 )
 from llenergymeasure.results.compare import HEADLINE_METRICS, compare
 from llenergymeasure.results.export import ExportFormat, export_table, write_export, write_table
-from llenergymeasure.results.models import EnvironmentSnapshot
-from llenergymeasure.results.persistence import safe_name
-from llenergymeasure.results.report import write_report
 from llenergymeasure.study.models import StudyResult
 
 __all__ = ["results_app"]

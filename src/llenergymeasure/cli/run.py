@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import yaml
@@ -41,8 +42,9 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
-from llenergymeasure.results.persistence import load_result
-from llenergymeasure.results.report import write_report
+from llenergymeasure.records.files import load_result
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.report.html import write_report
 from llenergymeasure.study.estimate import estimate_duration
 from llenergymeasure.study.isolation import run_in_runner
 from llenergymeasure.study.run import run_study
@@ -133,117 +135,119 @@ def _sigterm_stops_the_run(command: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+# The options of `llem run`, one alias each, so that the command's signature stays a list.
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(metavar="[CONFIG]", help="experiment YAML/JSON file", show_default=False),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="alias, local folder, .gguf, or cached HF id")
+]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", "-e", help="transformers (default), vllm or tensorrt")
+]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="builtin, a .jsonl path, or synthetic")
+]
+PromptsOpt = Annotated[int | None, typer.Option("-n", "--n-prompts", help="number of prompts")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", "-b", help="requests per batch")]
+DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32, float16 or bfloat16")]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-output-tokens", help="max new tokens")]
+EnergyOpt = Annotated[
+    str | None, typer.Option("--energy", help="energy sampler: auto, estimate, none, …")
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="results folder (default: results/)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
+]
+CyclesOpt = Annotated[int | None, typer.Option("--cycles", help="study: cycles per config")]
+OrderOpt = Annotated[
+    str | None,
+    typer.Option("--order", help="study: sequential, interleave, shuffle, reverse, latin_square"),
+]
+NoGapsOpt = Annotated[bool, typer.Option("--no-gaps", help="study: no thermal gaps")]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume", help="study: finish the latest study of this file, or the study folder given"
+    ),
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option("--executor", help="study: local (one run at a time here) or ray (one per GPU)"),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="study: the Ray cluster to join (auto, ray://head:10001)"),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
+ReportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--report", help="also write report.html (tables and plots) into the results folder"
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")]
+
+
 @_sigterm_stops_the_run
 def run_command(
-    config_file: Path | None = typer.Argument(
-        None, metavar="[CONFIG]", help="experiment YAML/JSON file", show_default=False
-    ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="alias, local folder, .gguf, or cached HF id"
-    ),
-    engine: str | None = typer.Option(
-        None, "--engine", "-e", help="transformers (default) or fake"
-    ),
-    dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="builtin, a .jsonl path, or synthetic"
-    ),
-    n_prompts: int | None = typer.Option(None, "-n", "--n-prompts", help="number of prompts"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="requests per batch"),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32, float16 or bfloat16"),
-    max_output_tokens: int | None = typer.Option(
-        None, "--max-output-tokens", help="max new tokens"
-    ),
-    energy: str | None = typer.Option(
-        None, "--energy", help="energy sampler: auto, estimate, none, …"
-    ),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="results folder (default: results/)"
-    ),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="validate and print the plan; run nothing"
-    ),
-    cycles: int | None = typer.Option(None, "--cycles", help="study: cycles per config"),
-    order: str | None = typer.Option(
-        None, "--order", help="study: sequential, interleave, shuffle, reverse, latin_square"
-    ),
-    no_gaps: bool = typer.Option(False, "--no-gaps", help="study: no thermal gaps"),
-    resume: str | None = typer.Option(
-        None,
-        "--resume",
-        help="study: finish the latest study of this file, or the study folder given",
-    ),
-    executor: str | None = typer.Option(
-        None, "--executor", help="study: local (one run at a time here) or ray (one per GPU)"
-    ),
-    address: str | None = typer.Option(
-        None, "--address", help="study: the Ray cluster to join (auto, ray://head:10001)"
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr"),
-    report: bool = typer.Option(
-        False, "--report", help="also write report.html (tables and plots) into the results folder"
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="tracebacks on errors"),
+    config_file: ConfigArg = None,
+    model: ModelOpt = None,
+    engine: EngineOpt = None,
+    dataset: DatasetOpt = None,
+    n_prompts: PromptsOpt = None,
+    batch_size: BatchOpt = None,
+    dtype: DtypeOpt = None,
+    max_output_tokens: MaxTokensOpt = None,
+    energy: EnergyOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    dry_run: DryRunOpt = False,
+    cycles: CyclesOpt = None,
+    order: OrderOpt = None,
+    no_gaps: NoGapsOpt = False,
+    resume: ResumeOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
+    quiet: QuietOpt = False,
+    report: ReportOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run one experiment or a study and print the result; files go under results/."""
-    flags = {
-        key: value
-        for key, value in {
+    flags = _present(
+        {
             "task.model": model,
             "engine": engine,
             "task.dataset.source": dataset,
             "task.dataset.n_prompts": n_prompts,
             "task.max_output_tokens": max_output_tokens,
             "measurement.energy_sampler": energy,
-        }.items()
-        if value is not None
-    }
+        }
+    )
     user = load_user_config()
     # soft_wrap: one message stays one line in logs (paths must not be split).
     err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
     out = Console(highlight=False)
-    root = output or Path(user.results_dir or "results")
-    if root.exists() and not root.is_dir():  # before the run, not after an hour of it
-        raise ConfigError(
-            f"the results folder {root} is a file, not a folder",
-            hint="choose a folder with --output",
-        )
-    study_flags = {
-        "study_execution.n_cycles": cycles,
-        "study_execution.experiment_order": order,
-        # --address alone means the ray executor: only it joins a cluster.
-        "study_execution.executor": executor or ("ray" if address is not None else None),
-        "study_execution.address": address,
-        **(
-            {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
-            if no_gaps
-            else {}
-        ),
-    }
-    if (
-        config_file is not None
-        and config_file.is_file()
-        and is_study(read_config_file(config_file))
-    ):
+    root = _results_root(output, user)
+    study_flags = _study_flags(cycles, order, no_gaps, executor, address)
+    if _is_study_file(config_file):
         if batch_size is not None or dtype is not None:
             raise ConfigError(
                 "--batch-size and --dtype are per engine; in a study, sweep them in the file",
                 hint="e.g. sweep: {transformers.batch_size: [1, 8]}",
             )
-        overrides = {**flags, **{k: v for k, v in study_flags.items() if v is not None}}
-        code = run_study_file(
-            config_file,
-            overrides,
-            user=user,
-            root=root,
-            resume=resume,
-            dry_run=dry_run,
-            report=report,
-            out=out,
-            err=err,
+        assert config_file is not None
+        options = StudyOptions(root=root, resume=resume, dry_run=dry_run, report=report)
+        raise typer.Exit(
+            run_study_file(
+                config_file, {**flags, **study_flags}, user=user, options=options, out=out, err=err
+            )
         )
-        raise typer.Exit(code)
-    if any(v is not None for v in (cycles, order, resume, executor, address)) or no_gaps:
+    if study_flags or resume is not None:
         raise ConfigError(
             "--cycles, --order, --no-gaps, --resume, --executor and --address apply to study "
             "files only"
@@ -251,25 +255,86 @@ def run_command(
     config, quick = resolve_cli_config(
         config_file, flags, batch_size=batch_size, dtype=dtype, user=user
     )
+    _print_notes(err, config, quick=quick)
+    if dry_run:
+        _print_plan(out, config, run_preflight(config, user=user))
+        return
+    result, folder = _run_one(config, user, root, err, quiet=quiet)
+    _print_result(out, err, result, folder, as_json=as_json, report=report)
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    """The flags that were given."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _results_root(output: Path | None, user: UserConfig) -> Path:
+    root = output or Path(user.results_dir or "results")
+    if root.exists() and not root.is_dir():  # before the run, not after an hour of it
+        raise ConfigError(
+            f"the results folder {root} is a file, not a folder",
+            hint="choose a folder with --output",
+        )
+    return root
+
+
+def _study_flags(
+    cycles: int | None, order: str | None, no_gaps: bool, executor: str | None, address: str | None
+) -> dict[str, Any]:
+    gaps = {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
+    return _present(
+        {
+            "study_execution.n_cycles": cycles,
+            "study_execution.experiment_order": order,
+            # --address alone means the ray executor: only it joins a cluster.
+            "study_execution.executor": executor or ("ray" if address is not None else None),
+            "study_execution.address": address,
+            **(gaps if no_gaps else {}),
+        }
+    )
+
+
+def _is_study_file(config_file: Path | None) -> bool:
+    return (
+        config_file is not None
+        and config_file.is_file()
+        and is_study(read_config_file(config_file))
+    )
+
+
+def _print_notes(err: Console, config: ExperimentConfig, *, quick: bool) -> None:
     if quick:
         err.print(QUICK_LOOK_LINE)
     if config.task.trust_remote_code:
         err.print(
             "[yellow]note:[/] trust_remote_code is true: the model folder's own code will run"
         )
-    if dry_run:
-        plan = run_preflight(config, user=user)
-        _print_plan(out, config, plan)
-        return
+
+
+def _run_one(
+    config: ExperimentConfig, user: UserConfig, root: Path, err: Console, *, quiet: bool
+) -> tuple[ExperimentResult, Path]:
+    """One experiment, here or in its engine's runner; its result and folder."""
     reporter = NullReporter() if quiet else RichReporter(err)
     runner = find_runner(config.engine, user.runners)
     if runner is None:
         result = run_experiment(config, reporter=reporter, user_config=user)
-        folder = write_single_run(result, root)
-    else:  # the engine lives in another environment: run there, read the result back
-        err.print(f"engine `{config.engine}` runs in {runner.python} ({runner.source})")
-        folder = _run_in_runner(config, runner, root, reporter)
-        result = load_result(folder)
+        return result, write_single_run(result, root)
+    # the engine lives in another environment: run there, read the result back
+    err.print(f"engine `{config.engine}` runs in {runner.python} ({runner.source})")
+    folder = _run_in_runner(config, runner, root, reporter)
+    return load_result(folder), folder
+
+
+def _print_result(
+    out: Console,
+    err: Console,
+    result: ExperimentResult,
+    folder: Path,
+    *,
+    as_json: bool,
+    report: bool,
+) -> None:
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -282,19 +347,27 @@ def run_command(
         err.print(f"report written to {write_report(folder.parent)}")
 
 
+@dataclass(frozen=True)
+class StudyOptions:
+    """How `llem run` runs a study file: where, resumed or not, planned only, with a report."""
+
+    root: Path
+    resume: str | None = None
+    dry_run: bool = False
+    report: bool = False
+
+
 def run_study_file(
     path: Path,
     overrides: dict[str, Any],
     *,
     user: UserConfig,
-    root: Path,
-    resume: str | None,
-    dry_run: bool,
-    report: bool = False,
+    options: StudyOptions,
     out: Console,
     err: Console,
 ) -> int:
     """Plan, then run (or resume) a study; returns the exit code (0, 1 or 130)."""
+    root, resume = options.root, options.resume
     plan = load_study(path, overrides, user=user)
     n_remote = sum(config.task.trust_remote_code for config in plan.configs)
     if n_remote:
@@ -306,7 +379,7 @@ def run_study_file(
     # the runs' GPUs count, not this machine's: run_study asks the cluster once joined.
     on_ray = plan.execution.executor == "ray"
     on_gpu = plan.execution.gpus_per_run != 0 if on_ray else bool(list_gpus()[0])
-    if dry_run:
+    if options.dry_run:
         out.print(plan_table(plan, estimate_duration(plan, on_gpu=on_gpu, results_root=root)))
         return 0
     resume_dir = None
@@ -323,7 +396,7 @@ def run_study_file(
         )
     out.print(summary_table(outcome.result))
     err.print(f"study written to {outcome.study_dir}")
-    if report:
+    if options.report:
         err.print(f"report written to {write_report(outcome.study_dir)}")
     if outcome.status == "interrupted":
         err.print(f"interrupted; finish it with: llem run {path} --resume {outcome.study_dir}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from llenergymeasure.results.models import Availability, DomainEnergy
+from llenergymeasure.records.base import Availability
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["Availability", "EnergyReading", "EnergySampler"]
 

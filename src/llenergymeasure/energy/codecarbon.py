@@ -21,7 +21,7 @@ from typing import Any
 
 from llenergymeasure.energy.base import Availability, EnergyReading
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.models import DomainEnergy
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["CodeCarbonSampler"]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from llenergymeasure.energy.base import EnergyReading, EnergySampler
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
 __all__ = ["CompositeSampler"]
 

@@ -17,7 +17,7 @@ import psutil
 
 from llenergymeasure.energy.base import Availability, EnergyReading
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.models import DomainEnergy
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["EstimateSampler", "NoEnergySampler", "process_cpu_time_s"]
 

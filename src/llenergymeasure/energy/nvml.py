@@ -14,7 +14,7 @@ identified by UUID in the details.
 
 pynvml is imported when a sampler is probed or begun, or a telemetry source built,
 never at import. Every entry point takes ``nvml=``: the pynvml module by default,
-or a :class:`~llenergymeasure.energy.simulated_nvml.SimulatedNvml`.
+or a :class:`~llenergymeasure.testing.simulated_nvml.SimulatedNvml`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Literal
 from llenergymeasure.energy.base import Availability, EnergyReading
 from llenergymeasure.energy.telemetry import DeviceSample
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.models import DomainEnergy
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["PYNVML_MISSING", "NvmlSampler", "NvmlTelemetry", "gpu_indices_in_scope"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from llenergymeasure.energy.base import Availability, EnergyReading
 from llenergymeasure.energy.telemetry import DeviceSample
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.models import DomainEnergy
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["DEFAULT_ROOT", "RaplSampler", "RaplTelemetry", "RaplZone", "discover_rapl_zones"]
 

@@ -32,7 +32,6 @@ _SAMPLERS: dict[str, str] = {
     "codecarbon": "llenergymeasure.energy.codecarbon:CodeCarbonSampler",
     "estimate": "llenergymeasure.energy.estimate:EstimateSampler",
     "none": "llenergymeasure.energy.estimate:NoEnergySampler",
-    "fake": "llenergymeasure.energy.fake:FakeEnergySampler",
 }
 _ESTIMATE_REASON = (
     "no hardware energy counter readable on this host — using the labelled CPU estimate "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from llenergymeasure.energy.trace import Trace, TraceRow
-from llenergymeasure.results.timeseries import THROTTLE_BITS
+from llenergymeasure.records.timeseries import THROTTLE_BITS
 
 __all__ = [
     "THROTTLE_BITS",

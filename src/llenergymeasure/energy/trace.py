@@ -34,7 +34,7 @@ from types import TracebackType
 
 from llenergymeasure.energy.telemetry import DeviceSample, TelemetrySource
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.timeseries import TIMESERIES_COLUMNS
+from llenergymeasure.records.timeseries import TIMESERIES_COLUMNS
 
 __all__ = ["PowerStats", "PowerTrace", "Trace", "TraceRow"]
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from llenergymeasure.energy.base import Availability, EnergyReading
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.results.models import DomainEnergy
+from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["ZeusSampler"]
 

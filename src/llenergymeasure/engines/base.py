@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
 __all__ = [
     "Availability",

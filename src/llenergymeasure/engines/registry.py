@@ -23,10 +23,14 @@ __all__ = [
     "ENGINES",
     "ENVIRONMENT_TARGETS",
     "RUNNER_ENV_PREFIX",
+    "TESTING_ENGINES",
+    "TESTING_ENV",
     "Runner",
+    "engine_names",
     "find_runner",
     "get_engine",
     "runner_venv_name",
+    "testing_enabled",
 ]
 
 # name -> "module:Class"; the module is imported on first use, never at start-up.
@@ -34,8 +38,13 @@ ENGINES: dict[str, str] = {
     "transformers": "llenergymeasure.engines.transformers:TransformersEngine",
     "vllm": "llenergymeasure.engines.vllm:VLLMEngine",
     "tensorrt": "llenergymeasure.engines.tensorrt:TensorRTEngine",
-    "fake": "llenergymeasure.engines.fake:FakeEngine",
 }
+# Test doubles: registered only while testing (see `testing_enabled`), so that a
+# measurement can never run on one by a typo, and `llem doctor` does not list them.
+TESTING_ENGINES: dict[str, str] = {
+    "fake": "llenergymeasure.testing.fake_engine:FakeEngine",
+}
+TESTING_ENV = "LLEM_TESTING"
 
 # `$LLEM_RUNNER_VLLM=/path/to/python` names the runner of `vllm` for this shell.
 RUNNER_ENV_PREFIX = "LLEM_RUNNER_"
@@ -43,14 +52,36 @@ RUNNER_ENV_PREFIX = "LLEM_RUNNER_"
 ENVIRONMENT_TARGETS: dict[str, str] = {"vllm": "make vllm-env"}
 
 
+def testing_enabled() -> bool:
+    """Whether the test doubles are registered: ``$LLEM_TESTING=1``, or
+    ``llenergymeasure.testing`` imported in this process."""
+    return os.environ.get(TESTING_ENV) == "1" or "llenergymeasure.testing" in sys.modules
+
+
+def _registered() -> dict[str, str]:
+    return {**ENGINES, **TESTING_ENGINES} if testing_enabled() else dict(ENGINES)
+
+
+def engine_names() -> tuple[str, ...]:
+    """The engines this process can be asked for, the test doubles only while testing."""
+    return tuple(_registered())
+
+
 def get_engine(name: str) -> Engine:
     """An engine instance by name; EngineError (with a suggestion) for unknown names."""
-    target = ENGINES.get(name)
+    registered = _registered()
+    target = registered.get(name)
     if target is None:
+        hint = "available engines: " + ", ".join(sorted(ENGINES))
+        if name in TESTING_ENGINES:
+            hint = (
+                f"`{name}` is a test double: set {TESTING_ENV}=1 or import "
+                "llenergymeasure.testing to use it"
+            )
         raise EngineError(
             f"engine `{name}` is not available in this installation of llenergymeasure"
-            + did_you_mean(name, list(ENGINES)),
-            hint="available engines: " + ", ".join(sorted(ENGINES)),
+            + did_you_mean(name, list(registered)),
+            hint=hint,
         )
     module_name, _, class_name = target.partition(":")
     module = importlib.import_module(module_name)

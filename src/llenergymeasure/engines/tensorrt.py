@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -41,11 +40,12 @@ from llenergymeasure.engines.base import (
     ProgressCallback,
     RequestOutput,
 )
+from llenergymeasure.engines.model_files import count_params, ensure_converted, eos_ids
 from llenergymeasure.engines.requirements import GpuRequirement
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
 from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.errors import EngineError
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
 __all__ = [
     "CONTINUOUS_BATCH_TIMING",
@@ -64,14 +64,6 @@ _FP8_COMPUTE_CAPABILITY = (8, 9)  # Ada and Hopper
 _FP4_COMPUTE_CAPABILITY = (10, 0)  # Blackwell
 # Written last into a built engine's folder: a folder without it is not an engine.
 ENGINE_COMPLETE_FILE = "LLEM_ENGINE.json"
-_EMBEDDING_SUFFIXES = (
-    "embed_tokens.weight",
-    "embed_positions.weight",
-    "wte.weight",
-    "wpe.weight",
-    "word_embeddings.weight",
-    "tok_embeddings.weight",
-)
 
 CONTINUOUS_BATCH_TIMING = (
     "in-flight (continuous) batching, every request submitted at the start and streamed: "
@@ -176,8 +168,6 @@ def _hf_folder(model: ResolvedModel) -> tuple[Path, list[str]]:
     """The Hugging Face folder TensorRT-LLM builds from (a GGUF model is converted once)."""
     if not model.is_gguf:
         return model.path, []
-    from llenergymeasure.engines.transformers import ensure_converted
-
     folder = ensure_converted(model)
     return folder, [f"weights dequantised from {model.path.name} to a safetensors cache"]
 
@@ -353,42 +343,6 @@ def _seed_field(sampling_params: Any) -> str:
     return "seed" if "seed" in names or "random_seed" not in names else "random_seed"
 
 
-def _eos_ids(folder: Path, tokenizer: Any) -> list[int]:
-    """End-of-sequence ids as the transformers engine uses them: the generation config's
-    (which may list several), else the tokenizer's."""
-    eos: Any = None
-    generation = folder / "generation_config.json"
-    if generation.is_file():
-        eos = json.loads(generation.read_text(encoding="utf-8")).get("eos_token_id")
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
-
-
-def _count_params(folder: Path) -> tuple[int | None, int | None]:
-    """All parameters and those outside the embeddings, from the safetensors headers."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None, None
-    total = embedding = 0
-    for file in files:
-        with file.open("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(size))
-        for name, tensor in header.items():
-            if name == "__metadata__":
-                continue
-            n = 1
-            for dim in tensor["shape"]:
-                n *= int(dim)
-            total += n
-            if name.endswith(_EMBEDDING_SUFFIXES):
-                embedding += n
-    return total, total - embedding
-
-
 def _engine_dtype(engine_dir: Path, fallback: str | None) -> str | None:
     """The precision the built engine holds, from its own config.json."""
     config = engine_dir / "config.json"
@@ -504,7 +458,7 @@ class TensorRTLoadedModel:
         build, build_shown = _build_objects(config)
         runtime, runtime_shown = _runtime_objects(config)
         built = _build_or_load(config, folder, key, build=build, runtime=runtime, shown=build_shown)
-        eos = _eos_ids(folder, tokenizer)
+        eos = eos_ids(folder, tokenizer)
         pad = tokenizer.pad_token_id
         if pad is None and eos:
             pad = eos[0]
@@ -515,7 +469,7 @@ class TensorRTLoadedModel:
             stop_token_ids=eos[1:],
             seed_field=_seed_field(SamplingParams),
         )
-        n_params, n_non_embedding = _count_params(folder)
+        n_params, n_non_embedding = count_params(folder)
         section = config.tensorrt or TensorRTConfig()
         requested = section.dtype if section.dtype not in (None, "auto") else None
         notes.append(

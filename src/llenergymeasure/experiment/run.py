@@ -21,11 +21,8 @@ from llenergymeasure.experiment.metrics import build_result
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.warmup import run_warmup
-from llenergymeasure.results.models import (
-    ExperimentResult,
-    TimingResult,
-)
-from llenergymeasure.results.persistence import create_unique_dir, run_dir_name, write_experiment
+from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
+from llenergymeasure.records.result import ExperimentResult, TimingResult
 from llenergymeasure.system.environment import EnvironmentCapture
 
 __all__ = ["run_experiment", "write_single_run"]

@@ -8,7 +8,7 @@ import time
 from llenergymeasure.config.models import WarmupConfig
 from llenergymeasure.engines.base import LoadedModel, PreparedPrompts
 from llenergymeasure.experiment.reporter import Reporter
-from llenergymeasure.results.models import WarmupResult
+from llenergymeasure.records.result import WarmupResult
 
 __all__ = ["GPU_MIN_THERMAL_FLOOR_S", "coefficient_of_variation", "run_warmup"]
 

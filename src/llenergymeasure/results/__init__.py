@@ -1,4 +1,4 @@
-"""Result models, atomic persistence, and reading results back: export, compare, report.
+"""Reading results back: list, show, compare and export runs and studies.
 
 ``load(path)`` returns the runs of a study or run folder as a pandas DataFrame (pandas
 is imported only when it is called).

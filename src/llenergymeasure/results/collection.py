@@ -25,8 +25,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.persistence import load_result
+from llenergymeasure.records.files import load_result
+from llenergymeasure.records.result import ExperimentResult
 
 __all__ = [
     "MANIFEST_FILE",

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from llenergymeasure.errors import ResultError
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.results.collection import RunResult, load_runs, open_results
-from llenergymeasure.results.models import ExperimentResult
 
 __all__ = [
     "HEADLINE_METRICS",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.atomic import atomic_write
+from llenergymeasure.records.atomic import atomic_write
 from llenergymeasure.results.collection import ResultSet, RunResult, load_runs, open_results
 
 __all__ = [

@@ -32,8 +32,8 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import LlemError
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.persistence import write_experiment
+from llenergymeasure.records.files import write_experiment
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.study.models import HeadlineMetrics
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.errors import StudyError
-from llenergymeasure.results.persistence import atomic_write_text
+from llenergymeasure.records.files import atomic_write_text
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics, StudyPlanLike, StudyStatus, check_plan
 

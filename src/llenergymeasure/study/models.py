@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
-from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.study.parity import StudyParity
 
 __all__ = [

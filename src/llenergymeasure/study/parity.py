@@ -35,7 +35,7 @@ from llenergymeasure.config.models import (
     TransformersConfig,
     VLLMConfig,
 )
-from llenergymeasure.results.models import ExperimentResult
+from llenergymeasure.records.result import ExperimentResult
 
 __all__ = [
     "FIRST_TOKENS_COMPARED",

@@ -49,9 +49,9 @@ from typing import Any, Protocol
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import PreflightError, StudyError
-from llenergymeasure.results.atomic import atomic_write, atomic_write_text
-from llenergymeasure.results.models import ExperimentResult, MeasurementWarning
-from llenergymeasure.results.persistence import create_unique_dir
+from llenergymeasure.records.atomic import atomic_write, atomic_write_text
+from llenergymeasure.records.files import create_unique_dir
+from llenergymeasure.records.result import ExperimentResult, MeasurementWarning
 from llenergymeasure.study.isolation import ChildTarget, RunOutcome, log_path, run_isolated
 from llenergymeasure.study.manifest import Ledger, ManifestEntry, Placement
 from llenergymeasure.study.models import StudyProtocol, StudyStatus

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import psutil
 
-from llenergymeasure.results.models import EnvironmentSnapshot
+from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.system.cpu import PROC_CPUINFO, cpu_model
 
 __all__ = ["DEFAULT_PACKAGES", "EnvironmentCapture", "capture_environment", "detect_container"]

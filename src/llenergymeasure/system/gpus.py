@@ -4,7 +4,7 @@ Read-only facts for the environment snapshot and pre-flight: names, UUIDs,
 memory, power limits, clocks, persistence, MIG and ECC modes. Each fact is read
 on its own; one NVML refuses is None. pynvml is imported only when
 :func:`list_gpus` runs, and ``nvml=`` takes any object with the same calls (such
-as :class:`~llenergymeasure.energy.simulated_nvml.SimulatedNvml`).
+as :class:`~llenergymeasure.testing.simulated_nvml.SimulatedNvml`).
 """
 
 from __future__ import annotations

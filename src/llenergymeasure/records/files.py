@@ -18,9 +18,9 @@ import yaml
 from pydantic import ValidationError
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.atomic import atomic_write_text, write_error
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.timeseries import TIMESERIES_FILE, read_timeseries, write_timeseries
+from llenergymeasure.records.atomic import atomic_write_text, write_error
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.records.timeseries import TIMESERIES_FILE, read_timeseries, write_timeseries
 
 __all__ = [
     "atomic_write_text",

@@ -21,7 +21,7 @@ from llenergymeasure.engines.base import (
 )
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
-from llenergymeasure.results.models import Availability
+from llenergymeasure.records.base import Availability
 
 __all__ = ["FakeEngine", "FakeLoadedModel"]
 

@@ -22,7 +22,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure.results.atomic import atomic_write_text
+from llenergymeasure.records.atomic import atomic_write_text
+from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.records.timeseries import THROTTLE_MASK
+from llenergymeasure.report.svg import PALETTE, Band, Rule, Series, chart, downsample
 from llenergymeasure.results.collection import (
     AggregateView,
     ResultSet,
@@ -32,9 +35,6 @@ from llenergymeasure.results.collection import (
     tally_warnings,
 )
 from llenergymeasure.results.export import Scalar, flatten
-from llenergymeasure.results.models import ExperimentResult
-from llenergymeasure.results.svg import PALETTE, Band, Rule, Series, chart, downsample
-from llenergymeasure.results.timeseries import THROTTLE_MASK
 
 __all__ = [
     "MAX_TRACE_POINTS",

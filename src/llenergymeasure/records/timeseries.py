@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.atomic import atomic_write
+from llenergymeasure.records.atomic import atomic_write
 
 __all__ = [
     "THROTTLE_BITS",

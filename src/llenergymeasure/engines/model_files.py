@@ -1,0 +1,176 @@
+"""What every engine reads from a model's files, in one place: the GGUF-to-safetensors
+conversion, safetensors headers, end-of-sequence ids, parameter counts, package versions.
+
+Nothing here imports an engine's library at module level; transformers is imported only
+by the conversion, which needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
+
+__all__ = [
+    "count_params",
+    "dist_version",
+    "ensure_converted",
+    "eos_ids",
+    "quiet_transformers",
+    "safetensors_shapes",
+    "stop_ids",
+    "weights_mib",
+]
+
+_MIB = 2**20
+# Names of input and position embedding tensors across model families; their parameters are
+# lookups, not matmuls.
+_EMBEDDING_SUFFIXES = (
+    "embed_tokens.weight",
+    "embed_positions.weight",
+    "wte.weight",
+    "wpe.weight",
+    "word_embeddings.weight",
+    "tok_embeddings.weight",
+)
+_BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def dist_version(*dists: str) -> str | None:
+    """The installed version of the first of ``dists`` that is installed, else None."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def quiet_transformers() -> None:
+    """No progress bars or advisory logging from transformers on our stderr."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def ensure_converted(model: ResolvedModel) -> Path:
+    """A safetensors folder for a GGUF model, converted once and cached.
+
+    Loading the GGUF directly takes ~15-30 s; the converted folder loads in ~1 s.
+    The conversion is written to a temporary folder and renamed, under a file
+    lock, so a crash or a concurrent run never leaves a half-written cache.
+    """
+    from filelock import FileLock
+
+    target = converted_cache_dir(model)
+    if _is_converted(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _is_converted(target):
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        quiet_transformers()
+        folder, name = str(model.path.parent), model.path.name
+        # The GGUF reader draws its own progress bar on stderr; the caller reports progress.
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, local_files_only=True
+            )
+        # The weights are dequantised on load; transformers refuses to save a model that still
+        # carries the GGUF quantizer, so drop it: what we save is plain float tensors.
+        loaded.hf_quantizer = None
+        if hasattr(loaded.config, "quantization_config"):
+            del loaded.config.quantization_config
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        loaded.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "CONVERTED_FROM").write_text(f"{model.path}\n", encoding="utf-8")
+        tmp.replace(target)
+    return target
+
+
+def _is_converted(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "CONVERTED_FROM").is_file()
+
+
+def safetensors_shapes(folder: Path) -> dict[str, tuple[str, list[int]]]:
+    """Tensor name -> (dtype, shape) from the safetensors headers, without loading weights."""
+    shapes: dict[str, tuple[str, list[int]]] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with file.open("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                shapes[name] = (str(entry["dtype"]), [int(d) for d in entry["shape"]])
+    return shapes
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
+def count_params(folder: Path) -> tuple[int | None, int | None]:
+    """All parameters stored in the checkpoint, and those outside the input/position
+    embeddings; (None, None) when the folder has no readable safetensors.
+
+    A tied output head is stored once, as transformers counts it.
+    """
+    try:
+        shapes = safetensors_shapes(folder)
+    except (OSError, ValueError, struct.error, KeyError, TypeError):
+        return None, None
+    if not shapes:
+        return None, None
+    total = sum(_numel(shape) for _, shape in shapes.values())
+    embedding = sum(
+        _numel(shape) for name, (_, shape) in shapes.items() if name.endswith(_EMBEDDING_SUFFIXES)
+    )
+    return total, total - embedding
+
+
+def weights_mib(folder: Path, dtype: str) -> float | None:
+    """Weight memory at the dtype an engine runs: stored parameters × bytes per element."""
+    total, _ = count_params(folder)
+    width = _BYTES_PER_ELEMENT.get(dtype.removeprefix("torch."))
+    if total is None or width is None:
+        return None
+    return total * width / _MIB
+
+
+def eos_ids(folder: Path, tokenizer: Any) -> list[int]:
+    """The tokens generation stops at, as transformers decides them: the generation config's
+    ``eos_token_id`` (which may list several), else the tokenizer's."""
+    eos: Any = None
+    generation = folder / "generation_config.json"
+    if generation.is_file():
+        try:
+            eos = json.loads(generation.read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError):
+            eos = None
+    return stop_ids(eos, tokenizer)
+
+
+def stop_ids(eos: Any, tokenizer: Any) -> list[int]:
+    """``eos`` (one id, a list of ids or None) as a list, falling back to the tokenizer's."""
+    if eos is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
