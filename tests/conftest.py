@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the test doubles (the fake engine) in this process and every process it
+    starts: study children, runners and `llem` subprocesses."""
+    os.environ["LLEM_TESTING"] = "1"
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +29,40 @@ def _no_user_config(
 def results_root(tmp_path: Path) -> Path:
     """A fresh folder for result files."""
     return tmp_path / "results"
+
+
+# ------------------------------------------------------------------ skipped tests
+# CI must not pass by skipping: every skip is listed at the end with its reason, and with
+# `CI` set, a skip outside the tests that need hardware this kind of machine lacks fails
+# the run.
+_MAY_SKIP = frozenset({"gpu", "tensorrt"})
+_SKIPPED: list[tuple[str, str, bool]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.skipped:
+        return
+    reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    allowed = bool(_MAY_SKIP & set(report.keywords))
+    _SKIPPED.append((report.nodeid, reason.removeprefix("Skipped: "), allowed))
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A whole module skipped at collection: never allowed, it hides every test in it."""
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        _SKIPPED.append((report.nodeid, str(reason).removeprefix("Skipped: "), False))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _SKIPPED:
+        return
+    terminalreporter.section("skipped tests")
+    for nodeid, reason, allowed in _SKIPPED:
+        mark = "allowed (needs hardware)" if allowed else "NOT ALLOWED in CI"
+        terminalreporter.line(f"{nodeid}: {reason} [{mark}]")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and any(not allowed for _, _, allowed in _SKIPPED) and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

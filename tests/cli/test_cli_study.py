@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 STUDY = """\
 study_name: tiny
@@ -57,9 +55,6 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason="the shared examples folder is not beside the repo"
-)
 def test_the_worked_study_example_expands_as_its_comment_says(tmp_path: Path) -> None:
     proc = llem("run", str(EXAMPLES / "study.yaml"), "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,7 @@ from llenergymeasure.config.loading import (
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import ConfigError, LlemError
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(autouse=True)

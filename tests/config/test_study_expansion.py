@@ -21,10 +21,7 @@ from llenergymeasure.config.study import (
 )
 from llenergymeasure.errors import ConfigError
 
-EXAMPLES = Path(__file__).parents[2].parent / "shared" / "examples"
-needs_examples = pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason=f"worked examples not in this checkout ({EXAMPLES})"
-)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NO_USER = UserConfig()
 
 
@@ -40,7 +37,6 @@ def write(path: Path, data: dict[str, Any]) -> Path:
 # ---------------------------------------------------------------- worked examples
 
 
-@needs_examples
 def test_example_study_expands_to_29_configs_and_87_runs() -> None:
     plan = load_study(EXAMPLES / "study.yaml", user=NO_USER)
     engines = [c.engine for c in plan.configs]
@@ -85,7 +81,6 @@ def test_example_study_expands_to_29_configs_and_87_runs() -> None:
     assert len(set(plan.labels)) == 29
 
 
-@needs_examples
 def test_example_parity_expands_to_one_config_per_engine() -> None:
     plan = load_study(EXAMPLES / "parity.yaml", user=NO_USER)
     assert [c.engine for c in plan.configs] == ["transformers", "vllm"]
@@ -102,7 +97,6 @@ def test_example_parity_expands_to_one_config_per_engine() -> None:
     assert [(r.config_index, r.cycle) for r in plan.runs()] == [(0, 1), (1, 1), (0, 2), (1, 2)]
 
 
-@needs_examples
 def test_resolved_study_expands_to_the_same_plan() -> None:
     plan = load_study(EXAMPLES / "study.yaml", user=NO_USER)
     again = expand_study(plan.resolved, base_dir=EXAMPLES, name="other")

@@ -8,6 +8,8 @@ import re
 import pytest
 
 from llenergymeasure.datasets import TokenizerLike, synthetic_prompts
+from llenergymeasure.engines.model_files import ensure_converted
+from llenergymeasure.engines.resolve import resolve_model
 from llenergymeasure.errors import ConfigError
 
 
@@ -186,11 +188,15 @@ class _HFAdapter:
         return str(self._tok.decode(ids))  # type: ignore[attr-defined]
 
 
+@pytest.mark.model
 def test_exact_length_with_a_real_tokenizer() -> None:
-    folder = os.environ.get("LLEM_TEST_TOKENIZER_DIR")
-    if not folder:
-        pytest.skip("set LLEM_TEST_TOKENIZER_DIR to a folder holding a Hugging Face tokenizer")
-    transformers = pytest.importorskip("transformers")
+    """On the bundled model's tokenizer (from its converted cache), or the one
+    ``$LLEM_TEST_TOKENIZER_DIR`` names."""
+    import transformers
+
+    folder = os.environ.get("LLEM_TEST_TOKENIZER_DIR") or str(
+        ensure_converted(resolve_model("smollm2-135m"))
+    )
     adapter = _HFAdapter(transformers.AutoTokenizer.from_pretrained(folder))
     for input_len in (1, 2, 5, 64, 256, 1024):
         prompts = synthetic_prompts(5, input_len, adapter, seed=42)

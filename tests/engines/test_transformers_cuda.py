@@ -6,11 +6,14 @@ import pytest
 
 from llenergymeasure import ExperimentConfig, run_experiment
 
-pytestmark = pytest.mark.gpu
 
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    pytest.skip("no CUDA device", allow_module_level=True)
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="no CUDA device")]
 
 
 def test_cuda_run_reports_device_memory_and_syncs() -> None:
