@@ -1,32 +1,57 @@
-"""A simulated NVML: scripted GPUs behind the subset of the ``pynvml`` API we call.
+"""A simulated NVML: simulated GPUs behind the subset of the ``pynvml`` API llem calls.
 
 Shipped in the package so that users and tests fake the same seam the real code
 reads: pass a :class:`SimulatedNvml` wherever an ``nvml=`` module is taken::
 
     clock = ManualClock()
-    nvml = SimulatedNvml([SimulatedGpu("NVIDIA H100", "GPU-0a1b", power_w=150.0)], clock=clock)
+    nvml = SimulatedNvml([h200("GPU-0a1b")], clock=clock)
     sampler = NvmlSampler(["cuda:0"], nvml=nvml, clock=clock, poll_interval_s=None)
 
-Script time ``t`` is seconds since the :class:`SimulatedNvml` was built, on its
-``clock``. Every scripted quantity is a constant or a function of ``t``. The
-total-energy counter is the integral of the power script (exact for constants,
-composite Simpson with a 1 ms step otherwise), in whole millijoules, as NVML
-reports it. Values come back in NVML's units and types: mW, mJ, °C, MHz and
-percent as ints, memory in bytes, names and UUIDs as ``str``.
+It behaves as NVML did on a real H200 (``testing/simulated_gpu.py`` says how, and
+``testing/h200.py`` holds the calibration): readings step every ~100 ms, power usage is
+a 1 s moving average, instant power comes through ``nvmlDeviceGetFieldValues``, the board
+idles higher once a process opens a CUDA context (:meth:`SimulatedNvml.open_context`),
+and every call takes ``call_latency_s`` (~1 ms; on a :class:`ManualClock` the call moves
+the clock). Values come back in NVML's units and types: mW, mJ, °C, MHz and percent as
+ints, memory in bytes, names and UUIDs as ``str``, durations in ns. ``omit`` hides NVML
+functions, as an older driver or an incomplete stand-in would.
 """
 
-# The pynvml names (nvmlDeviceGetCount, NVMLError_NotSupported, ...) are kept verbatim:
+# The pynvml names (nvmlDeviceGetCount, NVML_FI_DEV_POWER_INSTANT, ...) are kept verbatim:
 # matching them is the point of this module.
-# ruff: noqa: N801, N802, N815, N818
+# ruff: noqa: N802, N815
 
 from __future__ import annotations
 
-import math
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar, TypeAlias
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+from llenergymeasure.testing.simulated_gpu import GpuPhysics, SimulatedGpu
+from llenergymeasure.testing.simulated_nvml_errors import (
+    NVMLError,
+    NVMLError_DriverNotLoaded,
+    NVMLError_FunctionNotFound,
+    NVMLError_GpuIsLost,
+    NVMLError_InvalidArgument,
+    NVMLError_LibraryNotFound,
+    NVMLError_NoPermission,
+    NVMLError_NotFound,
+    NVMLError_NotSupported,
+    NVMLError_Uninitialized,
+    NVMLError_Unknown,
+)
+from llenergymeasure.testing.simulated_nvml_records import (
+    FieldValue,
+    ManualClock,
+    Memory,
+    ProcessInfo,
+    SimulatedHandle,
+    Utilization,
+)
 
 __all__ = [
     "ManualClock",
@@ -37,6 +62,7 @@ __all__ = [
     "NVMLError_InvalidArgument",
     "NVMLError_LibraryNotFound",
     "NVMLError_NoPermission",
+    "NVMLError_NotFound",
     "NVMLError_NotSupported",
     "NVMLError_Uninitialized",
     "NVMLError_Unknown",
@@ -46,165 +72,12 @@ __all__ = [
 ]
 
 _MIB = 1024 * 1024
-
-
-class NVMLError(Exception):
-    """Root of the simulated NVML errors; ``value`` is the NVML return code."""
-
-    VALUE: ClassVar[int] = 999
-    TEXT: ClassVar[str] = "Unknown Error"
-
-    def __init__(self, value: int | None = None) -> None:
-        self.value = self.VALUE if value is None else value
-        super().__init__(self.value)
-
-    def __str__(self) -> str:
-        return self.TEXT
-
-
-class NVMLError_Uninitialized(NVMLError):
-    """A call before ``nvmlInit`` (or after the matching ``nvmlShutdown``)."""
-
-    VALUE = 1
-    TEXT = "Uninitialized"
-
-
-class NVMLError_InvalidArgument(NVMLError):
-    """A bad device index or handle."""
-
-    VALUE = 2
-    TEXT = "Invalid Argument"
-
-
-class NVMLError_NotSupported(NVMLError):
-    """The device lacks the feature (e.g. no total-energy counter before Volta)."""
-
-    VALUE = 3
-    TEXT = "Not Supported"
-
-
-class NVMLError_NoPermission(NVMLError):
-    """The call needs privileges the process does not have."""
-
-    VALUE = 4
-    TEXT = "Insufficient Permissions"
-
-
-class NVMLError_DriverNotLoaded(NVMLError):
-    """The NVIDIA kernel driver is not running."""
-
-    VALUE = 9
-    TEXT = "Driver Not Loaded"
-
-
-class NVMLError_LibraryNotFound(NVMLError):
-    """libnvidia-ml.so could not be found."""
-
-    VALUE = 12
-    TEXT = "NVML Shared Library Not Found"
-
-
-class NVMLError_FunctionNotFound(NVMLError):
-    """The installed driver lacks this NVML function."""
-
-    VALUE = 13
-    TEXT = "Function Not Found"
-
-
-class NVMLError_GpuIsLost(NVMLError):
-    """The GPU fell off the bus or otherwise stopped answering."""
-
-    VALUE = 15
-    TEXT = "GPU is lost"
-
-
-class NVMLError_Unknown(NVMLError):
-    """Any other failure."""
-
-
 # The error root under a second name: inside SimulatedNvml, ``NVMLError`` is the attribute.
 _NVMLErrorRoot: TypeAlias = NVMLError
 
 
-class ManualClock:
-    """A clock that only moves when told to: ``clock.advance(1.5)`` or ``clock.set(12.0)``."""
-
-    def __init__(self, start_s: float = 0.0) -> None:
-        self.now_s = start_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> float:
-        """Move forward by ``seconds``; returns the new time."""
-        if seconds < 0:
-            raise ValueError(f"a clock does not go back ({seconds} s)")
-        self.now_s += seconds
-        return self.now_s
-
-    def set(self, now_s: float) -> None:
-        """Jump to ``now_s`` (not earlier than the current time)."""
-        if now_s < self.now_s:
-            raise ValueError(f"a clock does not go back ({self.now_s} s -> {now_s} s)")
-        self.now_s = now_s
-
-
-Script = Callable[[float], float] | float
-
-
-@dataclass(frozen=True)
-class SimulatedGpu:
-    """One scripted GPU. Quantities are constants or functions of script time ``t`` (s).
-
-    ``has_energy_counter=False`` makes the total-energy counter answer
-    ``NVMLError_NotSupported`` (pre-Volta GPUs). From ``t >= fail_after_s`` every
-    query on this GPU raises ``fail_with`` (the GPU was lost mid-run).
-    ``mig_mode`` / ``ecc_enabled`` of None mean the GPU does not support the feature.
-    """
-
-    name: str
-    uuid: str
-    power_w: Script = 100.0
-    has_energy_counter: bool = True
-    temperature_c: Script = 45.0
-    sm_clock_mhz: Script = 1980.0
-    utilisation_pct: Script = 0.0
-    memory_used_mib: Script = 0.0
-    memory_total_mib: int = 81_559
-    throttle_reasons: Callable[[float], int] | int = 0
-    fail_after_s: float | None = None
-    fail_with: type[NVMLError] = NVMLError_GpuIsLost
-    energy_counter_start_mj: int = 0
-    power_limit_w: float = 700.0
-    default_power_limit_w: float = 700.0
-    persistence_mode: bool = True
-    mig_mode: bool | None = False
-    ecc_enabled: bool | None = True
-    compute_capability: tuple[int, int] = (9, 0)
-
-
-@dataclass(frozen=True)
-class SimulatedHandle:
-    """What ``nvmlDeviceGetHandleByIndex`` returns: the GPU's index."""
-
-    index: int
-
-
-@dataclass(frozen=True)
-class _Utilization:
-    gpu: int
-    memory: int
-
-
-@dataclass(frozen=True)
-class _Memory:
-    total: int
-    used: int
-    free: int
-
-
 class SimulatedNvml:
-    """A module-like object offering the pynvml calls llenergymeasure makes, on scripted GPUs.
+    """A module-like object offering the pynvml calls llenergymeasure makes, on simulated GPUs.
 
     Like NVML, ``nvmlInit`` is reference-counted and every query before it raises
     ``NVMLError_Uninitialized``; ``init_count`` lets tests check that callers shut
@@ -217,20 +90,34 @@ class SimulatedNvml:
     NVMLError_InvalidArgument = NVMLError_InvalidArgument
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_NoPermission = NVMLError_NoPermission
+    NVMLError_NotFound = NVMLError_NotFound
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
     NVMLError_Unknown = NVMLError_Unknown
 
+    NVML_SUCCESS = 0
+    NVML_ERROR_NOT_SUPPORTED = 3
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_GRAPHICS = 0
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
     NVML_FEATURE_DISABLED = 0
     NVML_FEATURE_ENABLED = 1
-    NVML_DEVICE_MIG_DISABLE = 0
-    NVML_DEVICE_MIG_ENABLE = 1
+    NVML_VALUE_TYPE_DOUBLE = 0
+    NVML_VALUE_TYPE_UNSIGNED_INT = 1
+    NVML_VALUE_TYPE_UNSIGNED_LONG_LONG = 3
+    # Field ids as nvidia-ml-py 13 numbers them.
+    NVML_FI_DEV_PERF_POLICY_POWER = 74
+    NVML_FI_DEV_PERF_POLICY_SYNC_BOOST = 76
+    NVML_FI_DEV_POWER_AVERAGE = 185
+    NVML_FI_DEV_POWER_INSTANT = 186
+    NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP = 74
+    NVML_FI_DEV_CLOCKS_EVENT_REASON_SYNC_BOOST = 76
+    NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN = 269
+    NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN = 270
+    NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN = 271
 
     nvmlClocksEventReasonGpuIdle = 0x1
     nvmlClocksEventReasonApplicationsClocksSetting = 0x2
@@ -257,19 +144,32 @@ class SimulatedNvml:
         *,
         clock: Callable[[], float] = time.monotonic,
         driver_version: str = "550.54.15",
+        cuda_driver_version: int = 12040,
         init_error: type[_NVMLErrorRoot] | None = None,
         integration_step_s: float = 1e-3,
+        call_latency_s: float = 0.001,
+        omit: Iterable[str] = (),
     ) -> None:
         self.gpus = tuple(gpus)
         self.driver_version = driver_version
+        self.cuda_driver_version = cuda_driver_version
         self.init_error = init_error
+        self.call_latency_s = call_latency_s
+        self._omitted = frozenset(omit)
         self._clock = clock
         self._origin_s = clock()
-        self._step_s = integration_step_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._init_count = 0
-        # per GPU: (script time integrated up to, joules up to then)
-        self._integrated = [(0.0, 0.0) for _ in self.gpus]
+        self._physics = [
+            GpuPhysics(lambda i=i: self.gpus[i], integration_step_s) for i in range(len(self.gpus))
+        ]
+        self._process_names: dict[int, str] = {}
+
+    def __getattribute__(self, name: str) -> Any:
+        # An omitted function is absent, as in a pynvml or driver that predates it.
+        if name.startswith("nvml") and name in object.__getattribute__(self, "_omitted"):
+            raise AttributeError(f"this NVML has no {name}")
+        return object.__getattribute__(self, name)
 
     @property
     def init_count(self) -> int:
@@ -282,20 +182,48 @@ class SimulatedNvml:
 
     def energy_j(self, index: int, t: float) -> float:
         """The ground truth: joules GPU ``index`` used between script time 0 and ``t``."""
-        power = self.gpus[index].power_w
-        if not callable(power):
-            return power * t
         with self._lock:
-            done_s, done_j = self._integrated[index]
-            if t < done_s:  # another thread already asked about a later time
-                return done_j - _simpson(power, t, done_s, self._step_s)
-            done_j += _simpson(power, done_s, t, self._step_s)
-            self._integrated[index] = (t, done_j)
-            return done_j
+            return self._physics[index].energy_j(t)
+
+    def power_w(self, index: int, t: float) -> float:
+        """The ground truth: GPU ``index``'s power at script time ``t``."""
+        with self._lock:
+            return self._physics[index].power_w(t)
+
+    # --- what a process does to the GPUs ----------------------------------------------
+
+    def open_context(
+        self, index: int, *, pid: int | None = None, name: str = "python", used_mib: float = 0.0
+    ) -> int:
+        """A process (this one by default) opens a CUDA context on GPU ``index``; its id."""
+        pid = os.getpid() if pid is None else pid
+        with self._lock:
+            self._process_names[pid] = name
+            return self._physics[index].open_context(self.now_s(), pid, used_mib)
+
+    def close_context(self, index: int, context: int) -> None:
+        """Close a context :meth:`open_context` opened."""
+        with self._lock:
+            self._physics[index].close_context(self.now_s(), context)
+
+    def set_busy(self, index: int, busy: bool) -> None:
+        """Work starts (True) or stops on GPU ``index``."""
+        with self._lock:
+            self._physics[index].set_busy(self.now_s(), busy)
+
+    @contextmanager
+    def busy(self, index: int) -> Iterator[None]:
+        """GPU ``index`` is busy inside the block."""
+        self.set_busy(index, True)
+        try:
+            yield
+        finally:
+            self.set_busy(index, False)
 
     # --- library ---------------------------------------------------------------------
 
     def nvmlInit(self) -> None:
+        self._pause()
         if self.init_error is not None:
             raise self.init_error()
         with self._lock:
@@ -310,6 +238,16 @@ class SimulatedNvml:
     def nvmlSystemGetDriverVersion(self) -> str:
         self._check_init()
         return self.driver_version
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._check_init()
+        return self.cuda_driver_version
+
+    def nvmlSystemGetProcessName(self, pid: int) -> str:
+        self._check_init()
+        if pid not in self._process_names:
+            raise NVMLError_NotFound()
+        return self._process_names[pid]
 
     def nvmlDeviceGetCount(self) -> int:
         self._check_init()
@@ -329,11 +267,11 @@ class SimulatedNvml:
     def nvmlDeviceGetUUID(self, handle: SimulatedHandle) -> str:
         return self._gpu(handle).uuid
 
-    def nvmlDeviceGetMemoryInfo(self, handle: SimulatedHandle) -> _Memory:
-        gpu, t = self._gpu(handle), self.now_s()
+    def nvmlDeviceGetMemoryInfo(self, handle: SimulatedHandle) -> Memory:
+        gpu = self._gpu(handle)
         total = gpu.memory_total_mib * _MIB
-        used = min(total, round(_at(gpu.memory_used_mib, t) * _MIB))
-        return _Memory(total=total, used=used, free=total - used)
+        used = min(total, round(self._now(handle, GpuPhysics.memory_used_mib) * _MIB))
+        return Memory(total=total, used=used, free=total - used)
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: SimulatedHandle) -> int:
         return round(self._gpu(handle).power_limit_w * 1000)
@@ -359,46 +297,67 @@ class SimulatedNvml:
     def nvmlDeviceGetCudaComputeCapability(self, handle: SimulatedHandle) -> tuple[int, int]:
         return self._gpu(handle).compute_capability
 
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: SimulatedHandle) -> list[ProcessInfo]:
+        self._gpu(handle)
+        with self._lock:
+            listed = self._physics[handle.index].processes()
+        return [ProcessInfo(pid=pid, usedGpuMemory=round(mib * _MIB)) for pid, mib in listed]
+
     # --- readings --------------------------------------------------------------------
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: SimulatedHandle) -> int:
-        gpu = self._gpu(handle)
-        if not gpu.has_energy_counter:
+        if not self._gpu(handle).has_energy_counter:
             raise NVMLError_NotSupported()
-        return gpu.energy_counter_start_mj + math.floor(
-            self.energy_j(handle.index, self.now_s()) * 1000
-        )
+        return int(self._now(handle, GpuPhysics.counter_mj))
 
     def nvmlDeviceGetPowerUsage(self, handle: SimulatedHandle) -> int:
-        return round(_at(self._gpu(handle).power_w, self.now_s()) * 1000)
+        return round(self._read(handle, GpuPhysics.average_w) * 1000)
+
+    def nvmlDeviceGetFieldValues(
+        self, handle: SimulatedHandle, field_ids: Sequence[int | tuple[int, int]]
+    ) -> list[FieldValue]:
+        gpu = self._gpu(handle)
+        t = self.now_s()
+        with self._lock:
+            physics = self._physics[handle.index]
+            return [_field(gpu, physics, requested, t) for requested in field_ids]
 
     def nvmlDeviceGetTemperature(self, handle: SimulatedHandle, sensor: int) -> int:
-        gpu = self._gpu(handle)
+        self._gpu(handle)
         if sensor != self.NVML_TEMPERATURE_GPU:
             raise NVMLError_InvalidArgument()
-        return round(_at(gpu.temperature_c, self.now_s()))
+        return round(self._now(handle, GpuPhysics.temperature_c))
 
     def nvmlDeviceGetClockInfo(self, handle: SimulatedHandle, clock_type: int) -> int:
-        gpu = self._gpu(handle)
+        self._gpu(handle)
         if clock_type != self.NVML_CLOCK_SM:
             raise NVMLError_NotSupported()
-        return round(_at(gpu.sm_clock_mhz, self.now_s()))
+        return round(self._now(handle, GpuPhysics.sm_clock_mhz))
 
-    def nvmlDeviceGetUtilizationRates(self, handle: SimulatedHandle) -> _Utilization:
-        gpu = self._gpu(handle)
-        pct = round(_at(gpu.utilisation_pct, self.now_s()))
-        return _Utilization(gpu=pct, memory=pct)
+    def nvmlDeviceGetUtilizationRates(self, handle: SimulatedHandle) -> Utilization:
+        pct = round(self._read(handle, GpuPhysics.utilisation_pct))
+        return Utilization(gpu=pct, memory=pct)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: SimulatedHandle) -> int:
-        reasons = self._gpu(handle).throttle_reasons
-        return reasons(self.now_s()) if callable(reasons) else reasons
+        return int(self._read(handle, GpuPhysics.reasons))
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: SimulatedHandle) -> int:
         return self.nvmlDeviceGetCurrentClocksEventReasons(handle)
 
     # --- internals -------------------------------------------------------------------
 
+    def _pause(self) -> None:
+        """The time an NVML call takes: real time, or a manual clock's."""
+        if self.call_latency_s <= 0:
+            return
+        advance = getattr(self._clock, "advance", None)
+        if callable(advance):
+            advance(self.call_latency_s)
+        else:
+            time.sleep(self.call_latency_s)
+
     def _check_init(self) -> None:
+        self._pause()
         if self._init_count == 0:
             raise NVMLError_Uninitialized()
 
@@ -411,18 +370,30 @@ class SimulatedNvml:
             raise gpu.fail_with()
         return gpu
 
+    def _read(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], Any]) -> Any:
+        """One call: check the handle, then read the GPU now."""
+        self._gpu(handle)
+        return self._now(handle, reading)
 
-def _at(script: Script, t: float) -> float:
-    return float(script(t)) if callable(script) else float(script)
+    def _now(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], Any]) -> Any:
+        t = self.now_s()
+        with self._lock:
+            return reading(self._physics[handle.index], t)
 
 
-def _simpson(f: Callable[[float], float], a: float, b: float, step_s: float) -> float:
-    """Composite Simpson integral of ``f`` over [a, b] with at most ``step_s`` per interval."""
-    if b <= a:
-        return 0.0
-    n = max(2, math.ceil((b - a) / step_s))
-    n += n % 2
-    h = (b - a) / n
-    odd = sum(f(a + k * h) for k in range(1, n, 2))
-    even = sum(f(a + k * h) for k in range(2, n, 2))
-    return h / 3 * (f(a) + f(b) + 4 * odd + 2 * even)
+def _field(
+    gpu: SimulatedGpu, physics: GpuPhysics, requested: int | tuple[int, int], t: float
+) -> FieldValue:
+    """One field value, as NVML fills it: a return code per field, the value in its member."""
+    field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
+    value = FieldValue(field_id, scope, round(t * 1e6), 1000, 0, SimulatedNvml.NVML_SUCCESS)
+    reading = physics.field(field_id, t)
+    if reading is None:
+        value.nvmlReturn = SimulatedNvml.NVML_ERROR_NOT_SUPPORTED
+    elif isinstance(reading, float):
+        value.valueType = SimulatedNvml.NVML_VALUE_TYPE_UNSIGNED_INT
+        value.value.uiVal = round(reading * 1000)
+    else:
+        value.valueType = SimulatedNvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+        value.value.ullVal = reading
+    return value

@@ -1,0 +1,100 @@
+"""The plain values the simulated NVML hands back, its handle, and a manual clock.
+
+Field names follow pynvml's ctypes structures (``usedGpuMemory``, ``nvmlReturn``, ...),
+so code written against pynvml reads them unchanged.
+"""
+
+# ruff: noqa: N815
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+__all__ = [
+    "FieldValue",
+    "ManualClock",
+    "Memory",
+    "ProcessInfo",
+    "SimulatedHandle",
+    "Utilization",
+    "Value",
+]
+
+
+class ManualClock:
+    """A clock that only moves when told to: ``clock.advance(1.5)`` or ``clock.set(12.0)``."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now_s = start_s
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> float:
+        """Move forward by ``seconds``; returns the new time."""
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back ({seconds} s)")
+        with self._lock:
+            self.now_s += seconds
+            return self.now_s
+
+    def set(self, now_s: float) -> None:
+        """Jump to ``now_s`` (not earlier than the current time)."""
+        with self._lock:
+            if now_s < self.now_s:
+                raise ValueError(f"a clock does not go back ({self.now_s} s -> {now_s} s)")
+            self.now_s = now_s
+
+
+@dataclass(frozen=True)
+class SimulatedHandle:
+    """What ``nvmlDeviceGetHandleByIndex`` returns: the GPU's index."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Utilization:
+    gpu: int
+    memory: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    total: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    usedGpuMemory: int
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
+@dataclass
+class Value:
+    """NVML's value union: one member holds the value, chosen by ``valueType``."""
+
+    dVal: float = 0.0
+    uiVal: int = 0
+    ulVal: int = 0
+    ullVal: int = 0
+    sllVal: int = 0
+    siVal: int = 0
+    usVal: int = 0
+
+
+@dataclass
+class FieldValue:
+    fieldId: int
+    scopeId: int
+    timestamp: int
+    latencyUsec: int
+    valueType: int
+    nvmlReturn: int
+    value: Value = field(default_factory=Value)
