@@ -7,13 +7,22 @@ device at both edges; the sampler only reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from llenergymeasure.records.base import Availability
 from llenergymeasure.records.energy import DomainEnergy
 
-__all__ = ["Availability", "EnergyReading", "EnergySampler"]
+__all__ = ["Availability", "EnergyReading", "EnergySampler", "SamplerWarning"]
+
+
+class SamplerWarning(NamedTuple):
+    """A warning with a stable code and a remedy (a bare string reads as ``energy_sampler``)."""
+
+    code: str
+    message: str
+    remedy: str = "see the message"
 
 
 @dataclass(frozen=True)
@@ -26,22 +35,34 @@ class EnergyReading:
     n_samples: int
     confidence: Literal["high", "medium", "low"]
     details: dict[str, Any] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str | SamplerWarning, ...] = ()
 
     @property
-    def total_j(self) -> float | None:
-        """Sum over domains that have a figure; None when no domain has one."""
-        known = [d.energy_j for d in self.domains if d.energy_j is not None]
-        return sum(known) if known else None
+    def measured_j(self) -> float | None:
+        """Sum over the measured domains (counter, integrated) that have a figure; else None.
+
+        This is the headline: estimated domains are never added to it.
+        """
+        return _sum(d for d in self.domains if d.method != "estimated")
 
     @property
-    def method(self) -> Literal["counter", "integrated", "estimated"] | None:
-        """The weakest method among the domains (estimated < integrated < counter)."""
-        methods = [d.method for d in self.domains if d.energy_j is not None]
-        for weakest_first in ("estimated", "integrated", "counter"):
+    def estimated_j(self) -> float | None:
+        """Sum over the estimated domains that have a figure; None when there is none."""
+        return _sum(d for d in self.domains if d.method == "estimated")
+
+    @property
+    def method(self) -> Literal["counter", "integrated"] | None:
+        """The weakest method among the measured domains with a figure (integrated < counter)."""
+        methods = {d.method for d in self.domains if d.energy_j is not None}
+        for weakest_first in ("integrated", "counter"):
             if weakest_first in methods:
                 return weakest_first
         return None
+
+
+def _sum(domains: Iterable[DomainEnergy]) -> float | None:
+    known = [d.energy_j for d in domains if d.energy_j is not None]
+    return sum(known) if known else None
 
 
 @runtime_checkable

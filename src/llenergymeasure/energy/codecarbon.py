@@ -37,7 +37,9 @@ class CodeCarbonSampler:
     """CPU (``cpu:0``) and GPU (``gpu:0``, the sum of all GPUs) from CodeCarbon.
 
     CodeCarbon's RAM figure is a fixed watts-per-GB model, not a reading, so it is
-    kept in ``details`` and never added to the energy total.
+    kept in ``details`` and never added to the energy total. ``track_gpus=False`` (what
+    ``auto`` uses, beside NVML or on a CPU run) keeps its GPU figure out of the reading
+    too: only ``cpu:0`` is reported, so no GPU is counted twice.
 
     ``country_iso_code`` fixes the grid region so that the offline tracker never
     looks it up; ``measure_power_secs`` is CodeCarbon's power-reading period.
@@ -54,11 +56,13 @@ class CodeCarbonSampler:
         *,
         country_iso_code: str = "USA",
         measure_power_secs: float = 1.0,
+        track_gpus: bool = True,
         codecarbon_module: ModuleType | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.country_iso_code = country_iso_code
         self.measure_power_secs = measure_power_secs
+        self.track_gpus = track_gpus
         self._module = codecarbon_module
         self._clock = clock
         self._tracker: Any = None
@@ -132,7 +136,12 @@ class CodeCarbonSampler:
             self._domain("cpu:0", _joules_from_kwh(getattr(data, "cpu_energy", None))),
         ]
         details["ram_model_j"] = _joules_from_kwh(getattr(data, "ram_energy", None))
-        if gpu_count:
+        if gpu_count and not self.track_gpus:
+            details["gpu_domain"] = (
+                "codecarbon's GPU figure is left out: the GPUs are measured by another sampler "
+                "or not at all"
+            )
+        elif gpu_count:
             domains.insert(
                 0, self._domain("gpu:0", _joules_from_kwh(getattr(data, "gpu_energy", None)))
             )

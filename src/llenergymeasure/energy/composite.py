@@ -1,4 +1,9 @@
-"""Several energy samplers over one window: e.g. GPUs from NVML and the CPU from RAPL."""
+"""Several energy samplers over one window: e.g. GPUs from NVML and the CPU from RAPL.
+
+Each domain is measured by one part only: a composite whose parts report the same
+domain (CodeCarbon's ``gpu:0`` beside NVML's, Zeus's ``cpu:0`` beside RAPL's) is an
+error, never a merge, since adding both would count that device twice.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from llenergymeasure.energy.base import EnergyReading, EnergySampler
+from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.base import Availability
 
 __all__ = ["CompositeSampler"]
@@ -14,7 +20,12 @@ _ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
 class CompositeSampler:
-    """Begins and ends every part together; domains are the union, confidence the weakest."""
+    """Begins and ends every part together; domains are the union (each measured once).
+
+    The reading's confidence is that of the headline: the weakest part that measured a
+    domain (an estimate beside it does not lower it), or the weakest part of all when
+    nothing was measured.
+    """
 
     def __init__(self, parts: Sequence[EnergySampler]) -> None:
         if not parts:
@@ -42,9 +53,22 @@ class CompositeSampler:
             part.begin()
 
     def end(self) -> EnergyReading:
+        """Every part's reading, joined; EnergyError when two parts report one domain."""
         readings = [part.end() for part in self.parts]
+        owner: dict[str, str] = {}
+        for reading in readings:
+            for domain in reading.domains:
+                if domain.domain in owner:
+                    raise EnergyError(
+                        f"energy domain {domain.domain} was measured by both "
+                        f"`{owner[domain.domain]}` and `{reading.sampler}`: adding them would "
+                        "count the device twice",
+                        hint="measure each device with one energy sampler",
+                    )
+                owner[domain.domain] = reading.sampler
+        measuring = [r for r in readings if r.measured_j is not None] or readings
         confidence: Literal["high", "medium", "low"] = min(
-            (r.confidence for r in readings), key=_ORDER.__getitem__
+            (r.confidence for r in measuring), key=_ORDER.__getitem__
         )
         details: dict[str, Any] = {r.sampler: r.details for r in readings}
         return EnergyReading(

@@ -1,97 +1,40 @@
-"""RAPL energy counters of the CPU packages and DRAM, read from the Linux powercap sysfs tree.
+"""RAPL energy counters of the CPU packages and DRAM: the ``rapl`` sampler and telemetry source.
 
-The tree under the root (``/sys/class/powercap`` unless told otherwise)::
-
-    intel-rapl:0/                name "package-0", energy_uj, max_energy_range_uj  -> cpu:0
-        intel-rapl:0:0/          name "core"    (part of the package figure: skipped)
-        intel-rapl:0:1/          name "dram"                                      -> dram:0
-    intel-rapl:1/                name "package-1" -> cpu:1, or "psys" (whole platform: skipped)
-
-Recent kernels expose AMD CPUs under the same ``intel-rapl`` names; some use
-``amd-rapl``. Only one family is used (``intel-rapl`` first), so a package is never
-counted twice; ``intel-rapl-mmio`` duplicates ``package-0`` and is ignored. Zones
-are mapped by the ``name`` file, not by their position in the tree.
-
-Counters are in µJ and wrap at ``max_energy_range_uj`` (about 262 kJ: some 20
-minutes at 200 W). :class:`RaplSampler` reads twice and so corrects one wrap per
-window; :class:`RaplTelemetry`, polled often, follows every wrap. Since Linux 5.10
-``energy_uj`` is readable by root only (CVE-2020-8694).
+Zones come from :mod:`llenergymeasure.energy.rapl_zones` (which ones exist and what
+each measures). Counters are in µJ and wrap at ``max_energy_range_uj`` (about 262 kJ:
+some 20 minutes at 200 W). :class:`RaplSampler` reads twice and so corrects one wrap per
+window; :class:`RaplTelemetry`, polled often, follows every wrap.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from llenergymeasure.energy.base import Availability, EnergyReading
+from llenergymeasure.energy.rapl_zones import (
+    DEFAULT_ROOT,
+    RaplZone,
+    describe_error,
+    discover_rapl_zones,
+    domain_key,
+    rapl_availability,
+    read_uj,
+    unreadable_warning,
+)
 from llenergymeasure.energy.telemetry import DeviceSample
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["DEFAULT_ROOT", "RaplSampler", "RaplTelemetry", "RaplZone", "discover_rapl_zones"]
 
-DEFAULT_ROOT = Path("/sys/class/powercap")
-
-# Zone families in order of preference; the first one present is used alone.
-_FAMILIES = ("intel-rapl", "amd-rapl")
-# "package-0", or "package-0-die-1" on multi-die packages (the dies of one package add up)
-_PACKAGE_NAME = re.compile(r"package-(\d+)(?:-die-\d+)?")
 _SKIPPED_REASON = (
     "core and uncore are parts of the package figure and psys covers the whole platform; "
     "adding them would count energy twice"
 )
 _UJ_PER_J = 1_000_000
-
-
-@dataclass(frozen=True)
-class RaplZone:
-    """One powercap zone: where it is, what it measures, and whether its counter can be read.
-
-    ``domain`` is ``cpu:N`` for package N, ``dram:N`` for the DRAM of package N, and
-    None for zones that are not measured (core, uncore, psys, unknown names).
-    ``error`` says why the counter is unreadable, or is None.
-    """
-
-    path: Path
-    name: str
-    domain: str | None
-    max_energy_range_uj: int | None
-    readable: bool
-    error: str | None = None
-
-    @property
-    def zone_id(self) -> str:
-        """The zone's folder name, e.g. ``intel-rapl:0:1``."""
-        return self.path.name
-
-    @property
-    def family(self) -> str:
-        """``intel-rapl`` or ``amd-rapl``."""
-        return self.zone_id.split(":", 1)[0]
-
-
-def discover_rapl_zones(root: Path = DEFAULT_ROOT) -> list[RaplZone]:
-    """Every zone of the first RAPL family found under ``root`` (packages, then their subzones).
-
-    Returns an empty list when ``root`` has no RAPL zones (not Linux, no driver, a VM).
-    """
-    for family in _FAMILIES:
-        packages = _numbered_folders(root, re.compile(rf"{re.escape(family)}:(\d+)"))
-        if not packages:
-            continue
-        zones: list[RaplZone] = []
-        for package_path in packages:
-            package = _zone(package_path, parent=None)
-            zones.append(package)
-            subzone = re.compile(rf"{re.escape(family)}:(\d+):(\d+)")
-            zones.extend(
-                _zone(path, parent=package) for path in _numbered_folders(package_path, subzone)
-            )
-        return zones
-    return []
 
 
 class RaplSampler:
@@ -114,12 +57,12 @@ class RaplSampler:
 
     def probe(self) -> Availability:
         """Available when at least one package counter is readable; else why not, and the fix."""
-        return _availability(discover_rapl_zones(self.root), self.root)
+        return rapl_availability(discover_rapl_zones(self.root), self.root)
 
     def begin(self) -> None:
         """Read every measured counter, then note the clock."""
         zones = discover_rapl_zones(self.root)
-        availability = _availability(zones, self.root)
+        availability = rapl_availability(zones, self.root)
         if not availability.available:
             raise EnergyError(
                 f"RAPL cannot read energy: {availability.reason}",
@@ -130,12 +73,12 @@ class RaplSampler:
         warnings: list[str] = []
         for zone in measured:
             if not zone.readable:
-                warnings.append(_unreadable_warning(zone, zone.error or "unreadable", self.root))
+                warnings.append(unreadable_warning(zone, zone.error or "unreadable", self.root))
                 continue
             try:
-                begin_uj[zone.path] = _read_uj(zone.path)
+                begin_uj[zone.path] = read_uj(zone.path)
             except (OSError, ValueError) as err:
-                warnings.append(_unreadable_warning(zone, _describe(err), self.root))
+                warnings.append(unreadable_warning(zone, describe_error(err), self.root))
         self._window = _Window(
             start_s=self._clock(),
             zones=tuple(zones),
@@ -181,7 +124,7 @@ class RaplSampler:
                     method="counter",
                     source=self.name,
                 )
-                for domain, uj in sorted(energy_uj.items(), key=lambda item: _domain_key(item[0]))
+                for domain, uj in sorted(energy_uj.items(), key=lambda item: domain_key(item[0]))
             ),
             duration_s=duration_s,
             n_samples=0,
@@ -214,7 +157,7 @@ class RaplTelemetry:
         # a domain with one unreadable zone (a die of a package) would read low: leave it out
         self._zones_by_domain = {
             domain: tuple(by_domain[domain])
-            for domain in sorted(by_domain, key=_domain_key)
+            for domain in sorted(by_domain, key=domain_key)
             if all(z.readable for z in by_domain[domain])
         }
         self._last_raw_uj: dict[Path, int] = {}
@@ -252,7 +195,7 @@ class RaplTelemetry:
         total_uj, exact = 0, True
         for zone in zones:
             try:
-                raw_uj = _read_uj(zone.path)
+                raw_uj = read_uj(zone.path)
             except (OSError, ValueError):
                 return None
             last_uj = self._last_raw_uj.get(zone.path)
@@ -287,11 +230,11 @@ def _window_delta_uj(
     if begin_uj is None:
         return None  # unreadable at begin: warned then
     try:
-        end_uj = _read_uj(zone.path)
+        end_uj = read_uj(zone.path)
     except (OSError, ValueError) as err:
         warnings.append(
             f"{zone.domain}: the RAPL counter {zone.zone_id} became unreadable during the "
-            f"window ({_describe(err)}); its energy is unknown"
+            f"window ({describe_error(err)}); its energy is unknown"
         )
         return None
     if end_uj >= begin_uj:
@@ -304,123 +247,3 @@ def _window_delta_uj(
         return None
     # a counter that went down wrapped (once: two reads cannot see more)
     return zone.max_energy_range_uj - begin_uj + end_uj, True
-
-
-def _availability(zones: Sequence[RaplZone], root: Path) -> Availability:
-    if not zones:
-        return Availability(
-            False,
-            f"no RAPL powercap zones under {root} (needs Linux with the intel_rapl or "
-            "amd RAPL driver; most virtual machines have none)",
-        )
-    packages = [z for z in zones if z.domain is not None and z.domain.startswith("cpu:")]
-    if not packages:
-        names = ", ".join(f"{z.zone_id} ({z.name or '?'})" for z in zones)
-        return Availability(
-            False, f"no CPU package zone among the RAPL zones under {root}: {names}"
-        )
-    unreadable = [z for z in zones if z.domain is not None and not z.readable]
-    problems = "; ".join(f"{z.zone_id} ({z.domain}): {z.error}" for z in unreadable)
-    fix = _fix(unreadable, root)
-    if not any(z.readable for z in packages):
-        return Availability(
-            False,
-            f"RAPL counters under {root} are not readable: {problems}"
-            + (f"; {fix}" if fix else ""),
-        )
-    readable = sorted(
-        {z.domain for z in zones if z.domain is not None and z.readable}, key=_domain_key
-    )
-    reason = f"RAPL counters readable for {', '.join(readable)} ({zones[0].family})"
-    if unreadable:
-        reason += f"; not readable: {problems}" + (f"; {fix}" if fix else "")
-    return Availability(True, reason)
-
-
-def _fix(unreadable: Iterable[RaplZone], root: Path) -> str | None:
-    """The permission fix, when a counter was refused for permissions."""
-    for zone in unreadable:
-        if zone.error is not None and zone.error.startswith("permission"):
-            return _permission_fix(zone, root)
-    return None
-
-
-def _permission_fix(zone: RaplZone, root: Path) -> str:
-    return f"run as root or `sudo chmod o+r {root}/{zone.family}:*/energy_uj`"
-
-
-def _unreadable_warning(zone: RaplZone, why: str, root: Path) -> str:
-    message = (
-        f"{zone.domain}: the RAPL counter {zone.zone_id} is not readable ({why}); "
-        "its energy is unknown"
-    )
-    if why.startswith("permission"):
-        return f"{message}; {_permission_fix(zone, root)}"
-    return message
-
-
-def _zone(path: Path, parent: RaplZone | None) -> RaplZone:
-    try:
-        name = path.joinpath("name").read_text(encoding="utf-8").strip()
-    except OSError:
-        name = ""
-    try:
-        max_uj: int | None = int(path.joinpath("max_energy_range_uj").read_text(encoding="ascii"))
-    except (OSError, ValueError):
-        max_uj = None
-    error: str | None = None
-    try:
-        _read_uj(path)
-    except (OSError, ValueError) as err:
-        error = _describe(err)
-    return RaplZone(
-        path=path,
-        name=name,
-        domain=_domain(name, parent),
-        max_energy_range_uj=max_uj,
-        readable=error is None,
-        error=error,
-    )
-
-
-def _domain(name: str, parent: RaplZone | None) -> str | None:
-    package = _PACKAGE_NAME.fullmatch(name)
-    if package is not None and parent is None:
-        return f"cpu:{package.group(1)}"
-    if name == "dram" and parent is not None and parent.domain is not None:
-        return "dram:" + parent.domain.partition(":")[2]
-    return None  # core, uncore, psys, or a name we do not know
-
-
-def _read_uj(zone_path: Path) -> int:
-    return int(zone_path.joinpath("energy_uj").read_text(encoding="ascii"))
-
-
-def _describe(err: Exception) -> str:
-    if isinstance(err, PermissionError):
-        return "permission denied: energy_uj is readable by root only on recent kernels"
-    if isinstance(err, FileNotFoundError):
-        return "the counter file is gone"
-    if isinstance(err, ValueError):
-        return "the counter does not hold a number"
-    return str(err) or type(err).__name__
-
-
-def _numbered_folders(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
-    """Sub-folders whose names match ``pattern``, in numeric order of its groups."""
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    found: list[tuple[tuple[int, ...], Path]] = []
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is not None and entry.is_dir():
-            found.append((tuple(int(g) for g in match.groups()), entry))
-    return [path for _, path in sorted(found)]
-
-
-def _domain_key(domain: str) -> tuple[int, int]:
-    """``cpu:0, dram:0, cpu:1, dram:1, ...``."""
-    kind, _, index = domain.partition(":")
-    return (int(index) if index.isdigit() else 0, 0 if kind == "cpu" else 1)

@@ -3,22 +3,25 @@
 A sampler's module is imported only when that sampler is asked for, so naming
 one never loads a vendor library (pynvml, zeus, codecarbon) by accident.
 
-``auto`` (DESIGN §4, best first): GPUs in scope from NVML (else Zeus); the CPU
-from RAPL (else CodeCarbon, else the labelled estimate). Every choice carries
-its reason, including why better samplers were passed over.
+``auto`` (DESIGN §4, best first): GPUs in scope from NVML, which must be readable
+on a CUDA run (a CUDA run that NVML cannot measure fails in pre-flight, never falls
+back to a CPU-only figure); the CPU from RAPL (else CodeCarbon with its GPU tracking
+off, else the labelled estimate). Every choice carries its reason, including why
+better samplers were passed over. No domain is measured by two samplers.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast, get_args
 
 from llenergymeasure.config.models import EnergySamplerName
-from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.base import Availability, EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.errors import EnergyError
 
@@ -116,20 +119,19 @@ def select_sampler(
 def _select_auto(host: _Host) -> Selection:
     passed_over: list[str] = []
     chosen: list[tuple[str, EnergySampler, str]] = []
-    groups: list[tuple[str, ...]] = [("nvml", "zeus")] if host.gpus else []
-    groups.append(("rapl", "codecarbon", "estimate"))
-    for candidates in groups:
-        for name in candidates:
-            try:
-                sampler = _build(name, host)
-                availability = sampler.probe()
-            except EnergyError as err:
-                passed_over.append(f"{name}: {err.message}")
-                continue
-            if availability.available:
-                chosen.append((name, sampler, availability.reason))
-                break
-            passed_over.append(f"{name}: {availability.reason}")
+    if host.gpus:
+        chosen.append(_gpu_part(host))
+    for name in ("rapl", "codecarbon", "estimate"):
+        try:
+            sampler = _build(name, host, in_auto=True)
+            availability = sampler.probe()
+        except EnergyError as err:
+            passed_over.append(f"{name}: {err.message}")
+            continue
+        if availability.available:
+            chosen.append((name, sampler, availability.reason))
+            break
+        passed_over.append(f"{name}: {availability.reason}")
     reason = "; ".join(
         f"{name}: {_ESTIMATE_REASON if name == 'estimate' else why}" for name, _, why in chosen
     )
@@ -142,6 +144,23 @@ def _select_auto(host: _Host) -> Selection:
     from llenergymeasure.energy.composite import CompositeSampler
 
     return Selection(CompositeSampler(samplers), reason, _sources_for(names, host))
+
+
+def _gpu_part(host: _Host) -> tuple[str, EnergySampler, str]:
+    """NVML on the GPUs in scope; EnergyError (a pre-flight problem) when it cannot read them."""
+    sampler = _build("nvml", host)
+    try:
+        availability = sampler.probe()
+    except EnergyError as err:
+        availability = Availability(False, err.message)
+    if not availability.available:
+        raise EnergyError(
+            f"this run uses {', '.join(host.gpus)} but NVML cannot measure it: "
+            f"{availability.reason}",
+            hint="install nvidia-ml-py and check the driver with `nvidia-smi`, or set "
+            "measurement.energy_sampler to another sampler (zeus, codecarbon, estimate, none)",
+        )
+    return "nvml", sampler, availability.reason
 
 
 def _sources_for(names: Sequence[str], host: _Host) -> tuple[TelemetrySource, ...]:
@@ -171,17 +190,40 @@ def _load(name: str) -> Callable[..., EnergySampler]:
     return factory
 
 
-def _build(name: str, host: _Host) -> EnergySampler:
+def _build(name: str, host: _Host, *, in_auto: bool = False) -> EnergySampler:
     factory = _load(name)
     if name == "estimate":
         return factory(host.watts_per_thread, host.tdp_source)
     if name == "nvml":
         return factory(host.gpus or ("cuda:0",), nvml=host.nvml)
     if name == "zeus":
-        return factory(tuple(int(d.partition(":")[2] or 0) for d in host.gpus) or (0,))
+        ordinals = tuple(int(d.partition(":")[2] or 0) for d in host.gpus) or (0,)
+        return factory(ordinals, gpu_uuids=_uuids_of(host))
     if name == "rapl" and host.powercap_root is not None:
         return factory(host.powercap_root)
+    if name == "codecarbon" and in_auto:
+        # beside NVML (or on a CPU run) only its CPU figure is wanted: never its GPU one
+        return factory(track_gpus=False)
     return factory()
+
+
+def _uuids_of(host: _Host) -> dict[int, tuple[str, str]] | None:
+    """CUDA ordinal -> (``gpu:<NVML index>``, UUID) of the GPUs in scope; None if unknown."""
+    from llenergymeasure.energy.nvml_api import load_nvml
+    from llenergymeasure.energy.nvml_scope import open_scope
+
+    try:
+        nvml = load_nvml(host.nvml)
+        nvml.init()
+    except Exception:  # Zeus's own probe says why it cannot run
+        return None
+    try:
+        gpus, _ = open_scope(nvml, host.gpus or ("cuda:0",), os.environ)
+        return {int(g.cuda_device.partition(":")[2]): (g.domain, g.uuid) for g in gpus}
+    except Exception:
+        return None
+    finally:
+        nvml.shutdown()
 
 
 def _unknown(name: str) -> EnergyError:

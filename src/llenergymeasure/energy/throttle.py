@@ -1,23 +1,29 @@
-"""Thermal and throttle summary of a trace, and the measurement warnings a trace can raise.
+"""Thermal, throttle and power-cap summary of a trace, and the warnings a trace can raise.
 
-Throttling is read from NVML clock-event reason bits (DESIGN §4). Only the bits
-in :data:`THROTTLE_BITS` count; GPU idle (0x1), application clocks (0x2), sync
-boost (0x10) and display clock (0x100) are not throttling and are ignored. A
-sample's reasons hold from that sample until the device's next sample (clipped
-to the window), so throttled seconds are time, not sample counts, and they are
-kept per device, never summed across devices.
+Throttling is read from NVML clock-event reasons (DESIGN §4): thermal slowdown (SW and
+HW), HW slowdown and HW power brake (:data:`THROTTLE_BITS`). SW power cap (0x4) is not
+throttling: a GPU at its power limit reports it through most of a full load, so it is
+reported as power-capped seconds and never raises the throttling warning. GPU idle (0x1),
+application clocks (0x2), sync boost (0x10) and display clock (0x100) are ignored.
+
+Seconds per reason come from NVML's per-reason duration counters where the sampler read
+them (exact, no sampling); otherwise from the sampled bits, where a sample's reasons hold
+from that sample until the device's next one (clipped to the window). Seconds are kept
+per device, never summed across devices.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from llenergymeasure.energy.trace import Trace, TraceRow
-from llenergymeasure.records.timeseries import THROTTLE_BITS
+from llenergymeasure.records.timeseries import POWER_CAP_BIT, THROTTLE_BITS
 
 __all__ = [
+    "POWER_CAP",
     "THROTTLE_BITS",
     "ThrottleSummary",
     "TraceWarning",
@@ -28,17 +34,25 @@ __all__ = [
 MIN_SAMPLES = 10
 GAP_FACTOR = 2.0
 MAX_DRIFT_C = 10.0
+POWER_CAP = "sw_power_cap"
+# every reason with seconds of its own: the throttling ones, then the power cap
+_REASON_BITS = {**THROTTLE_BITS, POWER_CAP: POWER_CAP_BIT}
+
+# device -> reason -> seconds, from NVML's duration counters over the window
+ReasonCounters = Mapping[str, Mapping[str, float]]
 
 
 @dataclass(frozen=True)
 class ThrottleSummary:
     """One device over one window. A figure the device never reported is None.
 
-    ``throttled_s`` is None when no sample carried reason bits. ``first_s`` and
-    ``last_s`` are the start of the first and the end of the last throttled
-    stretch (trace time), None when never throttled. ``reasons`` names the bits
-    seen, in :data:`THROTTLE_BITS` order. ``temperature_drift_c`` is the last
-    minus the first temperature in the window.
+    ``throttled_s`` is the time any throttling reason was active (None when neither
+    sampled bits nor counters say); ``power_capped_s`` the time at the power cap.
+    ``seconds_by_reason`` holds each reason's seconds and ``reason_sources`` whether
+    they came from NVML's ``counter`` or from ``sampled`` bits. ``first_s`` and
+    ``last_s`` bound the sampled throttled stretches (trace time). ``reasons`` names the
+    throttling reasons seen, in :data:`THROTTLE_BITS` order. ``temperature_drift_c`` is
+    the last minus the first temperature in the window.
     """
 
     device: str
@@ -51,10 +65,13 @@ class ThrottleSummary:
     min_sm_clock_mhz: float | None
     mean_sm_clock_mhz: float | None
     temperature_drift_c: float | None
+    power_capped_s: float | None = None
+    seconds_by_reason: dict[str, float] = field(default_factory=dict)
+    reason_sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def throttled(self) -> bool:
-        """Whether any throttle reason was seen in the window."""
+        """Whether any throttling reason (not the power cap) was active in the window."""
         return bool(self.reasons)
 
 
@@ -67,36 +84,85 @@ class TraceWarning(NamedTuple):
 
 
 def summarise_thermal(
-    trace: Trace, t0: float | None = None, t1: float | None = None
+    trace: Trace,
+    t0: float | None = None,
+    t1: float | None = None,
+    counters: ReasonCounters | None = None,
 ) -> dict[str, ThrottleSummary]:
-    """Throttle, temperature and clock summary per device that reports any of them.
+    """Throttle, power-cap, temperature and clock summary per device that reports any.
 
-    Devices with no temperature, SM clock or reason bits in the window (such as
-    ``process``) are left out.
+    Devices with no temperature, SM clock, reason bits or counters in the window (such
+    as ``process``) are left out. ``counters`` are the reason seconds per device from
+    NVML's duration counters; they take the place of sampled bits for their reasons.
     """
+    counters = counters or {}
     summaries: dict[str, ThrottleSummary] = {}
     for device in trace.devices():
         inside = trace.rows_between(t0, t1, device=device)
-        if not any(
+        reports = any(
             r.temperature_c is not None
             or r.sm_clock_mhz is not None
             or r.throttle_reasons is not None
             for r in inside
-        ):
+        )
+        if not reports and device not in counters:
             continue
         every = [row for row in trace.samples if row.device == device]
-        summaries[device] = _summarise(device, every, inside, t0, t1)
+        summaries[device] = _summarise(device, every, inside, t0, t1, counters.get(device, {}))
     return summaries
 
 
 def trace_warnings(
-    trace: Trace, t0: float | None = None, t1: float | None = None
+    trace: Trace,
+    t0: float | None = None,
+    t1: float | None = None,
+    counters: ReasonCounters | None = None,
 ) -> list[TraceWarning]:
     """Warnings about the trace over ``[t0, t1]``, each with a remedy (at most one per code).
 
     Codes: ``few_samples``, ``sampler_gaps``, ``temperature_drift``, ``throttling``,
     and ``telemetry_failed`` when a source was dropped.
     """
+    warnings = _sampling_warnings(trace, t0, t1)
+    thermal = summarise_thermal(trace, t0, t1, counters)
+    drifts = [
+        f"{d} {s.temperature_drift_c:+.1f} °C"
+        for d, s in thermal.items()
+        if s.temperature_drift_c is not None and abs(s.temperature_drift_c) > MAX_DRIFT_C
+    ]
+    if drifts:
+        warnings.append(
+            TraceWarning(
+                "temperature_drift",
+                f"temperature changed by more than {MAX_DRIFT_C:g} °C in the window: "
+                + ", ".join(drifts),
+                "raise measurement.warmup.thermal_floor_s (or warm up longer) so the device "
+                "reaches a steady temperature before the window",
+            )
+        )
+    throttled = [_throttle_text(d, s) for d, s in thermal.items() if s.throttled]
+    if throttled:
+        warnings.append(
+            TraceWarning(
+                "throttling",
+                "clocks were throttled in the window: " + "; ".join(throttled),
+                "check cooling, power limits and other load on the device "
+                "(nvidia-smi -q -d PERFORMANCE); throttled runs are not comparable with "
+                "unthrottled ones",
+            )
+        )
+    if trace.errors:
+        warnings.append(
+            TraceWarning(
+                "telemetry_failed",
+                "telemetry was incomplete: " + "; ".join(trace.errors),
+                "check the device driver and permissions; the failed readings are null",
+            )
+        )
+    return warnings
+
+
+def _sampling_warnings(trace: Trace, t0: float | None, t1: float | None) -> list[TraceWarning]:
     warnings: list[TraceWarning] = []
     interval_s = trace.interval_ms / 1000.0
     devices = trace.devices()
@@ -128,50 +194,16 @@ def trace_warnings(
                 "power statistics are coarser, counter energy is unaffected",
             )
         )
-    thermal = summarise_thermal(trace, t0, t1)
-    drifts = [
-        f"{d} {s.temperature_drift_c:+.1f} °C"
-        for d, s in thermal.items()
-        if s.temperature_drift_c is not None and abs(s.temperature_drift_c) > MAX_DRIFT_C
-    ]
-    if drifts:
-        warnings.append(
-            TraceWarning(
-                "temperature_drift",
-                f"temperature changed by more than {MAX_DRIFT_C:g} °C in the window: "
-                + ", ".join(drifts),
-                "raise measurement.warmup.thermal_floor_s (or warm up longer) so the device "
-                "reaches a steady temperature before the window",
-            )
-        )
-    throttled = [
-        f"{d} {s.throttled_s or 0.0:.2f} s ({', '.join(s.reasons)})"
-        for d, s in thermal.items()
-        if s.throttled
-    ]
-    if throttled:
-        warnings.append(
-            TraceWarning(
-                "throttling",
-                "clocks were throttled in the window: " + "; ".join(throttled),
-                "check cooling, power limits and other load on the device "
-                "(nvidia-smi -q -d PERFORMANCE); throttled runs are not comparable with "
-                "unthrottled ones",
-            )
-        )
-    if trace.errors:
-        warnings.append(
-            TraceWarning(
-                "telemetry_failed",
-                "telemetry was incomplete: " + "; ".join(trace.errors),
-                "check the device driver and permissions; the failed readings are null",
-            )
-        )
     return warnings
 
 
-def _reason_names(bits: int) -> list[str]:
-    return [name for name, bit in THROTTLE_BITS.items() if bits & bit]
+def _throttle_text(device: str, summary: ThrottleSummary) -> str:
+    parts = [
+        f"{reason} {summary.seconds_by_reason.get(reason, 0.0):.2f} s "
+        f"({summary.reason_sources.get(reason, 'sampled')})"
+        for reason in summary.reasons
+    ]
+    return f"{device} {summary.throttled_s or 0.0:.2f} s ({', '.join(parts)})"
 
 
 def _summarise(
@@ -180,17 +212,54 @@ def _summarise(
     inside: list[TraceRow],
     t0: float | None,
     t1: float | None,
+    counted: Mapping[str, float],
 ) -> ThrottleSummary:
-    lo = -math.inf if t0 is None else t0
-    hi = math.inf if t1 is None else t1
-    mask = 0
-    for bit in THROTTLE_BITS.values():
-        mask |= bit
-    known = False
-    throttled_s = 0.0
+    sampled = _sampled_reasons(every, t0, t1)
+    seconds = {reason: s for reason, s in sampled.seconds.items() if s > 0}
+    sources = dict.fromkeys(seconds, "sampled")
+    for reason, counted_s in counted.items():
+        if reason in _REASON_BITS:
+            seconds[reason] = counted_s
+            sources[reason] = "counter"
+    reasons = tuple(r for r in THROTTLE_BITS if seconds.get(r, 0.0) > 0)
+    known = sampled.known or bool(counted)
+    longest = max((seconds[r] for r in reasons), default=0.0)
+    temperatures = [r.temperature_c for r in inside if r.temperature_c is not None]
+    clocks = [r.sm_clock_mhz for r in inside if r.sm_clock_mhz is not None]
+    power_cap_known = sampled.known or POWER_CAP in counted
+    return ThrottleSummary(
+        device=device,
+        n_samples=len(inside),
+        throttled_s=max(sampled.throttled_s, longest) if known else None,
+        first_s=sampled.first_s,
+        last_s=sampled.last_s,
+        reasons=reasons,
+        max_temperature_c=max(temperatures) if temperatures else None,
+        min_sm_clock_mhz=min(clocks) if clocks else None,
+        mean_sm_clock_mhz=math.fsum(clocks) / len(clocks) if clocks else None,
+        temperature_drift_c=temperatures[-1] - temperatures[0] if len(temperatures) > 1 else None,
+        power_capped_s=seconds.get(POWER_CAP, 0.0) if power_cap_known else None,
+        seconds_by_reason=seconds,
+        reason_sources=sources,
+    )
+
+
+@dataclass
+class _Sampled:
+    """Reason seconds from sampled bits: per reason, and any throttling reason at all."""
+
+    known: bool = False
+    throttled_s: float = 0.0
     first_s: float | None = None
     last_s: float | None = None
-    seen = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_REASON_BITS, 0.0))
+
+
+def _sampled_reasons(every: list[TraceRow], t0: float | None, t1: float | None) -> _Sampled:
+    lo = -math.inf if t0 is None else t0
+    hi = math.inf if t1 is None else t1
+    mask = sum(THROTTLE_BITS.values())
+    found = _Sampled()
     for index, row in enumerate(every):
         # The sample's reasons hold until the next sample, clipped to the window;
         # the last sample of the trace holds until t1, or for no time without one.
@@ -201,25 +270,14 @@ def _summarise(
         start_s, end_s = max(row.t_s, lo), min(next_s, hi)
         if not (lo <= row.t_s <= hi or end_s > start_s) or row.throttle_reasons is None:
             continue
-        known = True
-        bits = row.throttle_reasons & mask
-        if not bits:
+        found.known = True
+        held_s = max(end_s - start_s, 0.0)
+        for reason, bit in _REASON_BITS.items():
+            if row.throttle_reasons & bit:
+                found.seconds[reason] += held_s
+        if not row.throttle_reasons & mask:
             continue
-        seen |= bits
-        throttled_s += max(end_s - start_s, 0.0)
-        first_s = start_s if first_s is None else first_s
-        last_s = max(end_s, start_s)
-    temperatures = [r.temperature_c for r in inside if r.temperature_c is not None]
-    clocks = [r.sm_clock_mhz for r in inside if r.sm_clock_mhz is not None]
-    return ThrottleSummary(
-        device=device,
-        n_samples=len(inside),
-        throttled_s=throttled_s if known else None,
-        first_s=first_s,
-        last_s=last_s,
-        reasons=tuple(_reason_names(seen)),
-        max_temperature_c=max(temperatures) if temperatures else None,
-        min_sm_clock_mhz=min(clocks) if clocks else None,
-        mean_sm_clock_mhz=math.fsum(clocks) / len(clocks) if clocks else None,
-        temperature_drift_c=temperatures[-1] - temperatures[0] if len(temperatures) > 1 else None,
-    )
+        found.throttled_s += held_s
+        found.first_s = start_s if found.first_s is None else found.first_s
+        found.last_s = max(end_s, start_s)
+    return found

@@ -26,7 +26,11 @@ _WINDOW = "llenergymeasure"
 class ZeusSampler:
     """GPU (``gpu:N``), CPU package (``cpu:N``) and DRAM (``dram:N``) energy from Zeus.
 
-    ``cpu_indices`` is passed to ``ZeusMonitor``: None lets Zeus measure every CPU
+    ``gpu_indices`` are CUDA ordinals, as Zeus takes them (it honours
+    ``CUDA_VISIBLE_DEVICES``); ``gpu_uuids`` maps each to the domain NVML names it
+    (``gpu:<NVML index>``) and its UUID, so that a GPU is the same domain whichever
+    sampler measured it. Without it the domain is the CUDA ordinal, and the details say
+    so. ``cpu_indices`` is passed to ``ZeusMonitor``: None lets Zeus measure every CPU
     package it can read, ``()`` measures GPUs only. ``zeus_module`` stands in for
     ``zeus.monitor`` (tests pass a fake). The caller synchronises the devices at
     the window's edges, so Zeus is asked not to.
@@ -41,9 +45,11 @@ class ZeusSampler:
         gpu_indices: Sequence[int] = (0,),
         *,
         cpu_indices: Sequence[int] | None = None,
+        gpu_uuids: Mapping[int, tuple[str, str]] | None = None,
         zeus_module: ModuleType | None = None,
     ) -> None:
         self.gpu_indices = tuple(gpu_indices)
+        self.gpu_uuids = dict(gpu_uuids) if gpu_uuids is not None else None
         self.cpu_indices = None if cpu_indices is None else tuple(cpu_indices)
         self._module = zeus_module
         self._monitor: Any = None
@@ -95,22 +101,27 @@ class ZeusSampler:
         domains: list[DomainEnergy] = []
         gpu_energy: Mapping[int, float] = measurement.gpu_energy or {}
         for index in self.gpu_indices:
+            domain, uuid = self._gpu_domain(index)
             energy_j = _joules(gpu_energy.get(index))
             if energy_j is None:
-                warnings.append(f"gpu:{index}: zeus returned no energy for this GPU")
-            elif energy_j == 0.0:
-                # the counter did not advance: the window was shorter than its update period
+                warnings.append(f"{domain}: zeus returned no energy for this GPU")
+            elif energy_j <= 0.0:
+                # the counter did not advance: too short a window, or a stalled counter
                 energy_j = None
                 warnings.append(
-                    f"gpu:{index}: the energy counter did not advance over the window "
-                    "(shorter than its update period); no figure"
+                    f"{domain}: the energy counter did not advance over the window "
+                    "(shorter than its update period, or stalled); no figure"
                 )
             method: Literal["counter", "integrated"] = (
                 "integrated" if index in integrated else "counter"
             )
             domains.append(
                 DomainEnergy(
-                    domain=f"gpu:{index}", energy_j=energy_j, method=method, source=self.name
+                    domain=domain,
+                    energy_j=energy_j,
+                    method=method,
+                    source=self.name,
+                    device_uuid=uuid,
                 )
             )
         for kind, by_index in (("cpu", measurement.cpu_energy), ("dram", measurement.dram_energy)):
@@ -131,12 +142,22 @@ class ZeusSampler:
             confidence="medium" if integrated else "high",
             details={
                 "gpu_indices": list(self.gpu_indices),
+                "gpu_domains": (
+                    "named by NVML index, mapped from the CUDA ordinals by UUID"
+                    if self.gpu_uuids is not None
+                    else "named by CUDA ordinal: NVML could not map them to NVML indices"
+                ),
                 "cpu_indices": list(getattr(self._monitor, "cpu_indices", None) or []),
                 "integrated_gpus": sorted(integrated),
                 "sync_execution": "by the caller, not by zeus",
             },
             warnings=tuple(warnings),
         )
+
+    def _gpu_domain(self, ordinal: int) -> tuple[str, str | None]:
+        if self.gpu_uuids is not None and ordinal in self.gpu_uuids:
+            return self.gpu_uuids[ordinal]
+        return f"gpu:{ordinal}", None
 
     def _zeus_monitor_module(self) -> ModuleType:
         if self._module is not None:

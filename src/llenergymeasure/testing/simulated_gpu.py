@@ -17,7 +17,8 @@ calibration):
   time each reason was active.
 - Temperature follows power with a first-order lag.
 
-``power_w`` replaces the whole power model with a script of the board's true power.
+``power_w`` replaces the whole power model with a script of the board's true power (no
+cap, no automatic reason bits: only the scripted ``throttle_reasons``).
 Script time ``t`` is seconds since the simulation was built; every scripted quantity is a
 constant or a function of ``t``.
 """
@@ -25,6 +26,7 @@ constant or a function of ``t``.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -92,8 +94,8 @@ class SimulatedGpu:
     counter_phase_s: float = 0.02
     power_phase_s: float = 0.075
     average_window_s: float = 1.0
-    idle_temperature_c: float = 45.0
-    temperature_c_per_w: float = 0.04
+    idle_temperature_c: float = 48.0
+    temperature_c_per_w: float = 0.039
     thermal_time_constant_s: float = 1.5
 
     @property
@@ -159,18 +161,23 @@ class GpuPhysics:
         return watts + (_at(spec.busy_w, t) if self._is_busy(state, t) else 0.0)
 
     def power_w(self, t: float) -> float:
-        """The board's true power at ``t``."""
-        return min(self.demand_w(t), self._spec().cap_w)
+        """The board's true power at ``t``: a scripted ``power_w`` as is, else capped demand."""
+        spec = self._spec()
+        if spec.power_w is not None:
+            return _at(spec.power_w, t)
+        return min(self.demand_w(t), spec.cap_w)
 
     def reasons(self, t: float) -> int:
         """The clock-event reason bits active at ``t``."""
         spec = self._spec()
         scripted = spec.throttle_reasons
         bits = int(scripted(t)) if callable(scripted) else int(scripted)
+        if spec.power_w is not None:
+            return bits
         if self.demand_w(t) > spec.cap_w:
             bits |= SW_POWER_CAP
         state = self._state(t)
-        if spec.power_w is None and not state.contexts and not self._is_busy(state, t):
+        if not state.contexts and not self._is_busy(state, t):
             bits |= GPU_IDLE
         return bits
 
@@ -216,9 +223,8 @@ class GpuPhysics:
             seconds = dict(seconds)
             for lo, hi in self._segments(done_s, t):
                 for reason in REASON_BITS_COUNTED:
-                    seconds[reason] += self._integral(
-                        lambda s, r=reason: 1.0 if self.reasons(s) & r else 0.0, lo, hi
-                    )
+                    active = functools.partial(self._active, reason)
+                    seconds[reason] += self._integral(active, lo, hi)
             self._reasons = (t, seconds)
         return round(self._reasons[1][bit] * 1e9)
 
@@ -256,8 +262,10 @@ class GpuPhysics:
         spec = self._spec()
         if spec.sm_clock_mhz is not None:
             return _at(spec.sm_clock_mhz, t)
-        if self.demand_w(t) > spec.cap_w:
+        if spec.power_w is None and self.demand_w(t) > spec.cap_w:
             return 1500.0
+        if spec.power_w is not None:
+            return 1980.0
         state = self._state(t)
         return 1980.0 if state.contexts or self._is_busy(state, t) else 345.0
 
@@ -287,6 +295,9 @@ class GpuPhysics:
     def _state(self, t: float) -> _State:
         index = bisect.bisect_right([s.t for s in self._states], t) - 1
         return self._states[max(index, 0)]
+
+    def _active(self, bit: int, t: float) -> float:
+        return 1.0 if self.reasons(t) & bit else 0.0
 
     def _is_busy(self, state: _State, t: float) -> bool:
         scripted = self._spec().busy

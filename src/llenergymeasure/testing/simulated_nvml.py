@@ -23,12 +23,13 @@ functions, as an older driver or an incomplete stand-in would.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from llenergymeasure.testing.simulated_gpu import GpuPhysics, SimulatedGpu
 from llenergymeasure.testing.simulated_nvml_errors import (
@@ -72,6 +73,7 @@ __all__ = [
 ]
 
 _MIB = 1024 * 1024
+_T = TypeVar("_T")
 # The error root under a second name: inside SimulatedNvml, ``NVMLError`` is the attribute.
 _NVMLErrorRoot: TypeAlias = NVMLError
 
@@ -161,7 +163,8 @@ class SimulatedNvml:
         self._lock = threading.RLock()
         self._init_count = 0
         self._physics = [
-            GpuPhysics(lambda i=i: self.gpus[i], integration_step_s) for i in range(len(self.gpus))
+            GpuPhysics(functools.partial(self._spec, i), integration_step_s)
+            for i in range(len(self.gpus))
         ]
         self._process_names: dict[int, str] = {}
 
@@ -370,12 +373,16 @@ class SimulatedNvml:
             raise gpu.fail_with()
         return gpu
 
-    def _read(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], Any]) -> Any:
+    def _spec(self, index: int) -> SimulatedGpu:
+        # read each time: a test may swap a GPU's script mid-run (``nvml.gpus = ...``)
+        return self.gpus[index]
+
+    def _read(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], _T]) -> _T:
         """One call: check the handle, then read the GPU now."""
         self._gpu(handle)
         return self._now(handle, reading)
 
-    def _now(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], Any]) -> Any:
+    def _now(self, handle: SimulatedHandle, reading: Callable[[GpuPhysics, float], _T]) -> _T:
         t = self.now_s()
         with self._lock:
             return reading(self._physics[handle.index], t)
