@@ -25,6 +25,14 @@ def _no_user_config(
     monkeypatch.setenv("LLEM_USER_CONFIG", str(empty))
 
 
+@pytest.fixture(autouse=True)
+def _own_device_locks(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Device locks in a folder of this test's own, never the user's runtime directory."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture
 def results_root(tmp_path: Path) -> Path:
     """A fresh folder for result files."""

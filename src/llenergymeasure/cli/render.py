@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from llenergymeasure.records.energy import DeviceThermal
+from llenergymeasure.records.energy import DeviceThermal, DomainEnergy
 from llenergymeasure.records.result import ExperimentResult, LatencyStats
 
 __all__ = ["result_table", "warnings_table"]
@@ -39,22 +39,19 @@ def result_table(result: ExperimentResult) -> Table:
     rows = [
         ("model", f"{result.model.name} ({result.model.dtype}, {result.model.device})"),
         ("engine", f"{result.engine} {result.engine_version or ''}".strip()),
-        ("prompts", f"{result.tokens.n_completed} of {result.tokens.n_prompts}"),
+        ("prompts", _prompts(result)),
         (
             "input / output tokens",
             f"{result.tokens.n_input_tokens:,} / {result.tokens.n_output_tokens:,}",
         ),
-        ("window", f"{result.window.duration_s:,.2f} s"),
+        ("window", _window(result)),
         ("output tokens/s", f"{result.throughput.output_tokens_per_s:,.2f}"),
         ("latency p50 / p90 / p99", _ms(result.latency.e2e)),
         ("TTFT p50 / p90 / p99", _ms(result.latency.ttft)),
         ("inter-token p50 / p90 / p99", _ms(result.latency.itl)),
-        ("energy", f"{_energy_j(e.total_j)} on {_domains(result)} ({method})"),
-        *[
-            (f"  {d.domain}", f"{_energy_j(d.energy_j)} ({d.method}, {d.source})")
-            for d in e.domains
-            if len(e.domains) > 1
-        ],
+        ("energy", _headline(result, method)),
+        *[(f"  {d.domain}", _domain(d)) for d in e.domains if len(e.domains) > 1 or d.gap_pct],
+        *_estimated_rows(result),
         ("energy adjusted for idle", _adjusted(result)),
         ("energy per output token", _energy_j(e.j_per_output_token, 4)),
         *([("CO2 gross / adjusted", _co2(result))] if e.co2_g is not None else []),
@@ -84,8 +81,48 @@ def result_table(result: ExperimentResult) -> Table:
     return table
 
 
-def _domains(result: ExperimentResult) -> str:
-    return " + ".join(d.domain for d in result.energy.domains) or "no domain"
+def _prompts(result: ExperimentResult) -> str:
+    t, passes = result.tokens, result.window.n_passes
+    if passes > 1:
+        return f"{t.n_prompts} × {passes} passes = {t.n_completed} requests"
+    return f"{t.n_completed} of {t.n_prompts}"
+
+
+def _window(result: ExperimentResult) -> str:
+    w = result.window
+    text = f"{w.duration_s:,.2f} s"
+    if w.n_passes > 1:
+        text += f" ({w.n_passes} passes over the prompts to reach {w.min_window_s or 0:g} s)"
+    return text
+
+
+def _headline(result: ExperimentResult, method: str) -> str:
+    e = result.energy
+    measured = [d.domain for d in e.domains if d.method != "estimated"]
+    if e.total_j is None and e.estimated is not None:
+        return "n/a (no measured domain on this host; the estimate is below, apart)"
+    return f"{_energy_j(e.total_j)} on {' + '.join(measured) or 'no domain'} ({method})"
+
+
+def _domain(d: DomainEnergy) -> str:
+    text = f"{_energy_j(d.energy_j)} ({d.method}, {d.source})"
+    if d.gap_pct is not None:
+        text += f"; {d.power_source} power integrated {d.gap_pct:+.2f} % from it"
+    return text
+
+
+def _estimated_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+    est = result.energy.estimated
+    if est is None:
+        return []
+    where = " + ".join(est.domains)
+    return [
+        (
+            "energy, estimated (not measured)",
+            f"{_energy_j(est.total_j)} on {where} (estimated, low confidence; not in the total)",
+        ),
+        ("  estimated per output token", _energy_j(est.j_per_output_token, 4)),
+    ]
 
 
 def _adjusted(result: ExperimentResult) -> str:
@@ -93,10 +130,14 @@ def _adjusted(result: ExperimentResult) -> str:
     if e.baseline is None:
         return f"n/a (no baseline: {e.baseline_note or 'not measured'})"
     b = e.baseline
-    return (
-        f"{_energy_j(e.adjusted_j)} (idle {b.power_w:,.1f} W over {b.duration_s:,.0f} s, "
-        f"{b.strategy}; static share {_energy_j(e.static_j)})"
+    text = (
+        f"{_energy_j(e.adjusted_j)} (idle {b.power_w:,.1f} W with the engine loaded, over "
+        f"{b.duration_s:,.0f} s, {b.strategy}; static share {_energy_j(e.static_j)})"
     )
+    bare = e.idle_no_context
+    if bare is not None:
+        text += f"; idle with no CUDA context {bare.power_w:,.1f} W ({bare.note})"
+    return text
 
 
 def _co2(result: ExperimentResult) -> str:
@@ -115,6 +156,8 @@ def _thermal(t: DeviceThermal) -> str:
         parts.append(f"SM clock mean {t.mean_sm_clock_mhz:,.0f} MHz")
     if t.throttled_s:
         parts.append(f"throttled {t.throttled_s:,.1f} s ({', '.join(t.reasons)})")
+    if t.power_capped_s:
+        parts.append(f"at the power cap {t.power_capped_s:,.1f} s (not throttling)")
     return ", ".join(parts) or "n/a"
 
 

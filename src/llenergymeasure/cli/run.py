@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -39,6 +40,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import load_study
 from llenergymeasure.engines.registry import Runner, find_runner
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.experiment.options import DEFAULT_LOCK_TIMEOUT_S, RunOptions
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
@@ -191,6 +193,27 @@ ReportOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="refuse, rather than warn, when another process uses a GPU in scope or the "
+        "model does not fit its free memory",
+    ),
+]
+LockTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        help="seconds to wait for a device another llem run is measuring "
+        f"(default {DEFAULT_LOCK_TIMEOUT_S:g})",
+        show_default=False,
+    ),
+]
+NoLockOpt = Annotated[
+    bool,
+    typer.Option("--no-lock", help="do not lock the measured devices (figures may be corrupted)"),
+]
 
 
 @_sigterm_stops_the_run
@@ -216,8 +239,12 @@ def run_command(
     quiet: QuietOpt = False,
     report: ReportOpt = False,
     verbose: VerboseOpt = False,
+    strict: StrictOpt = False,
+    lock_timeout: LockTimeoutOpt = None,
+    no_lock: NoLockOpt = False,
 ) -> None:
     """Run one experiment or a study and print the result; files go under results/."""
+    options = _run_options(strict, lock_timeout, no_lock)
     flags = _present(
         {
             "task.model": model,
@@ -241,10 +268,12 @@ def run_command(
                 hint="e.g. sweep: {transformers.batch_size: [1, 8]}",
             )
         assert config_file is not None
-        options = StudyOptions(root=root, resume=resume, dry_run=dry_run, report=report)
+        study = StudyOptions(root=root, resume=resume, dry_run=dry_run, report=report)
+        # each run of the study is a process of its own: the options travel in its environment
+        os.environ.update(options.environ())
         raise typer.Exit(
             run_study_file(
-                config_file, {**flags, **study_flags}, user=user, options=options, out=out, err=err
+                config_file, {**flags, **study_flags}, user=user, options=study, out=out, err=err
             )
         )
     if study_flags or resume is not None:
@@ -257,10 +286,21 @@ def run_command(
     )
     _print_notes(err, config, quick=quick)
     if dry_run:
-        _print_plan(out, config, run_preflight(config, user=user))
+        _print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
         return
-    result, folder = _run_one(config, user, root, err, quiet=quiet)
+    result, folder = _run_one(config, user, root, err, quiet=quiet, options=options)
     _print_result(out, err, result, folder, as_json=as_json, report=report)
+
+
+def _run_options(strict: bool, lock_timeout: float | None, no_lock: bool) -> RunOptions:
+    """The run-time options: flags over the environment (never part of the config hash)."""
+    given = RunOptions.from_environ()
+    return replace(
+        given,
+        strict=strict or given.strict,
+        lock=given.lock and not no_lock,
+        lock_timeout_s=given.lock_timeout_s if lock_timeout is None else lock_timeout,
+    )
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:
@@ -312,15 +352,23 @@ def _print_notes(err: Console, config: ExperimentConfig, *, quick: bool) -> None
 
 
 def _run_one(
-    config: ExperimentConfig, user: UserConfig, root: Path, err: Console, *, quiet: bool
+    config: ExperimentConfig,
+    user: UserConfig,
+    root: Path,
+    err: Console,
+    *,
+    quiet: bool,
+    options: RunOptions,
 ) -> tuple[ExperimentResult, Path]:
     """One experiment, here or in its engine's runner; its result and folder."""
     reporter = NullReporter() if quiet else RichReporter(err)
     runner = find_runner(config.engine, user.runners)
     if runner is None:
-        result = run_experiment(config, reporter=reporter, user_config=user)
+        result = run_experiment(config, reporter=reporter, user_config=user, options=options)
         return result, write_single_run(result, root)
-    # the engine lives in another environment: run there, read the result back
+    # the engine lives in another environment: run there, read the result back; the
+    # options travel in the runner's environment
+    os.environ.update(options.environ())
     err.print(f"engine `{config.engine}` runs in {runner.python} ({runner.source})")
     folder = _run_in_runner(config, runner, root, reporter)
     return load_result(folder), folder

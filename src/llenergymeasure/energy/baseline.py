@@ -1,9 +1,13 @@
-"""Idle power before the model loads (DESIGN §4 step 3), with the fresh/cached/validated strategies.
+"""Idle power of the measured devices, with the fresh/cached/validated strategies (DESIGN §4).
 
 The baseline is the energy sampler's own reading over an idle interval, divided by
-its length, per domain. ``cached`` reuses a recent baseline of the same devices
-(kept on disk); ``validated`` does too, but every ``validate_every`` runs spends
-``spot_check_s`` re-checking it and re-measures in full when it drifted.
+its length, per measured domain (estimated domains have no idle figure: an estimate
+attributes energy to this run's processes only). ``cached`` reuses a recent baseline
+of the same key (kept on disk); ``validated`` does too, but every ``validate_every``
+runs spends ``spot_check_s`` re-checking it and re-measures in full when it drifted.
+What the key holds (devices, driver, the engine's state) is the caller's choice: a
+baseline is only reused for the same idle state. :func:`obtain_idle_figure` is the
+short, cached measurement behind a secondary figure such as the no-context idle.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Baseline:
     strategy: str
     measured_at: datetime
     note: str = "measured now"
+    state: str | None = None
 
     @property
     def power_w(self) -> float:
@@ -53,8 +58,13 @@ def measure_baseline(
     interval_ms: int = 100,
     sleep: Callable[[float], None] = time.sleep,
     strategy: str = "fresh",
+    state: str | None = None,
+    domains: Callable[[str], bool] = lambda domain: True,
 ) -> Baseline:
-    """Read the sampler over ``duration_s`` of idling; std from a power trace when there is one."""
+    """Read the sampler over ``duration_s`` of idling; std from a power trace when there is one.
+
+    Only measured domains that ``domains`` accepts get an idle figure.
+    """
     trace = PowerTrace(sources, interval_ms) if sources else None
     if trace is not None:
         trace.start()
@@ -70,7 +80,9 @@ def measure_baseline(
     seconds = reading.duration_s or duration_s
     return Baseline(
         power_w_by_domain={
-            d.domain: d.energy_j / seconds for d in reading.domains if d.energy_j is not None
+            d.domain: d.energy_j / seconds
+            for d in reading.domains
+            if d.energy_j is not None and d.method != "estimated" and domains(d.domain)
         },
         duration_s=seconds,
         n_samples=n_samples,
@@ -78,6 +90,7 @@ def measure_baseline(
         method=reading.method or "none",
         strategy=strategy,
         measured_at=datetime.now(timezone.utc),
+        state=state,
     )
 
 
@@ -128,6 +141,7 @@ def obtain_baseline(
     interval_ms: int = 100,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    state: str | None = None,
 ) -> Baseline:
     """A baseline by the configured strategy (see the module docstring)."""
 
@@ -139,6 +153,7 @@ def obtain_baseline(
             interval_ms=interval_ms,
             sleep=sleep,
             strategy=config.strategy,
+            state=state,
         )
 
     if config.strategy == "fresh" or cache is None:
@@ -164,3 +179,31 @@ def obtain_baseline(
         return measured
     cache.save(key, cached, 0)
     return replace(cached, strategy=config.strategy, note=f"cached, spot check drift {drift:.1%}")
+
+
+def obtain_idle_figure(
+    sampler: EnergySampler,
+    *,
+    key: str,
+    cache: BaselineCache,
+    duration_s: float,
+    ttl_s: float,
+    state: str,
+    domains: Callable[[str], bool],
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> Baseline:
+    """A secondary idle figure: the cached one while younger than ``ttl_s``, else measured now.
+
+    Measured over ``duration_s`` (a spot check's length, not a full baseline's), so that
+    keeping the figure costs a run nothing most of the time and a few seconds at worst.
+    """
+    hit = cache.load(key)
+    if hit is not None and hit[0].age_s(now()) <= ttl_s:
+        cached = hit[0]
+        return replace(cached, strategy="cached", note=f"cached, {cached.age_s(now()):.0f} s old")
+    measured = measure_baseline(
+        sampler, duration_s, sleep=sleep, strategy="fresh", state=state, domains=domains
+    )
+    cache.save(key, measured, 0)
+    return measured

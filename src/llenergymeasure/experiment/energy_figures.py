@@ -1,5 +1,11 @@
 """The energy figures of a window: gross, static and adjusted energy, per token and per
-request, and CO2; None wherever a reading is missing."""
+request, and CO2; None wherever a reading is missing.
+
+The headline sums the measured domains only (``counter``, ``integrated``). Estimated
+domains (the CPU estimate, CodeCarbon's models) are reported beside it with their own
+total and per-token figures, and never added to it: a GPU run whose CPU has no counter
+keeps its GPU counter figure, labelled ``counter``, and shows the CPU estimate apart.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,15 @@ from llenergymeasure.config.loading import carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.experiment.measurement import Window
-from llenergymeasure.records.energy import BaselineResult, EnergyResult
+from llenergymeasure.records.energy import BaselineResult, EnergyResult, EstimatedEnergy
 
-__all__ = ["energy_result"]
+__all__ = ["ESTIMATED_NOTE", "energy_result"]
 
 _J_PER_KWH = 3.6e6
+ESTIMATED_NOTE = (
+    "a model of the energy, not a reading (low confidence): reported beside the measured "
+    "total and never added to it"
+)
 
 
 def energy_result(
@@ -25,19 +35,23 @@ def energy_result(
     config: ExperimentConfig,
     baseline: Baseline | None = None,
     baseline_note: str | None = None,
+    idle_no_context: Baseline | None = None,
+    idle_no_context_note: str | None = None,
     now: datetime | None = None,
 ) -> EnergyResult:
     """Gross, static and adjusted energy, per token and per request, CO2; None where unknown."""
     reading = window.energy
-    total = reading.total_j
+    total = reading.measured_j
     static = adjusted = None
     if baseline is not None and total is not None:
-        measured = {d.domain for d in reading.domains if d.energy_j is not None}
+        measured = {
+            d.domain for d in reading.domains if d.energy_j is not None and d.method != "estimated"
+        }
         idle_w = sum(w for domain, w in baseline.power_w_by_domain.items() if domain in measured)
         static = idle_w * window.duration_s
         adjusted = max(0.0, total - static)
-    intensity = carbon_intensity(config)
-    factor = intensity * config.measurement.pue / _J_PER_KWH if intensity is not None else None
+    factor = _co2_factor(config)
+    at = now or datetime.now(timezone.utc)
     return EnergyResult(
         sampler=reading.sampler,
         sampler_reason=sampler_reason,
@@ -46,18 +60,45 @@ def energy_result(
         domains=reading.domains,
         total_j=total,
         adjusted_j=adjusted,
-        baseline=_baseline_result(baseline, now or datetime.now(timezone.utc)),
+        estimated=_estimated(window, n_output_tokens, n_requests, factor),
+        baseline=_baseline_result(baseline, at),
         baseline_note=baseline_note,
+        idle_no_context=_baseline_result(idle_no_context, at),
+        idle_no_context_note=idle_no_context_note,
         static_j=static,
-        j_per_output_token=total / n_output_tokens
-        if total is not None and n_output_tokens
-        else None,
-        j_per_request=total / n_requests if total is not None and n_requests else None,
+        j_per_output_token=_per(total, n_output_tokens),
+        j_per_request=_per(total, n_requests),
         co2_g=total * factor if total is not None and factor is not None else None,
         co2_adjusted_g=adjusted * factor if adjusted is not None and factor is not None else None,
-        carbon_intensity_g_per_kwh=intensity,
+        carbon_intensity_g_per_kwh=carbon_intensity(config),
         details=dict(reading.details),
     )
+
+
+def _estimated(
+    window: Window, n_output_tokens: int, n_requests: int, factor: float | None
+) -> EstimatedEnergy | None:
+    domains = [d for d in window.energy.domains if d.method == "estimated"]
+    if not domains:
+        return None
+    total = window.energy.estimated_j
+    return EstimatedEnergy(
+        domains=tuple(d.domain for d in domains),
+        total_j=total,
+        j_per_output_token=_per(total, n_output_tokens),
+        j_per_request=_per(total, n_requests),
+        co2_g=total * factor if total is not None and factor is not None else None,
+        note=ESTIMATED_NOTE,
+    )
+
+
+def _per(total: float | None, count: int) -> float | None:
+    return total / count if total is not None and count else None
+
+
+def _co2_factor(config: ExperimentConfig) -> float | None:
+    intensity = carbon_intensity(config)
+    return intensity * config.measurement.pue / _J_PER_KWH if intensity is not None else None
 
 
 def _baseline_result(baseline: Baseline | None, now: datetime) -> BaselineResult | None:
@@ -74,4 +115,5 @@ def _baseline_result(baseline: Baseline | None, now: datetime) -> BaselineResult
         measured_at=baseline.measured_at,
         age_s=baseline.age_s(now),
         note=baseline.note,
+        state=baseline.state,
     )

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 _MIB = 2**20
+# An idle figure, or None with the reason there is none.
+Idle = tuple[Baseline | None, str | None]
 # Generated token ids kept per request in result.json: enough to compare engines' greedy
 # outputs at a glance, small enough that a thousand requests stay a small file.
 N_FIRST_TOKEN_IDS = 32
@@ -108,31 +110,36 @@ def build_result(
     window: Window,
     timings: TimingResult,
     environment: EnvironmentSnapshot,
-    baseline: Baseline | None,
-    baseline_note: str | None,
+    baseline: Idle,
+    idle_no_context: Idle = (None, None),
     trace: Trace,
 ) -> ExperimentResult:
-    """The ExperimentResult of one experiment: identity, config, metrics, warnings."""
+    """The ExperimentResult of one experiment: identity, config, metrics, warnings.
+
+    ``baseline`` and ``idle_no_context`` are each an idle figure or None with the reason.
+    """
     config = plan.config
     config_hash = measurement_config_hash(config)
     reqs: tuple[RequestOutput, ...] = window.output.requests
     n_in = sum(r.n_input_tokens for r in reqs)
     n_out = sum(r.n_output_tokens for r in reqs)
     s = window.duration_s
-    view = TraceView.of(trace)
+    view = TraceView.of(trace, window.energy.details, _power_sources(plan))
     energy = energy_result(
         window,
         plan.sampler_reason,
         n_output_tokens=n_out,
         n_requests=len(reqs),
         config=config,
-        baseline=baseline,
-        baseline_note=baseline_note,
+        baseline=baseline[0],
+        baseline_note=baseline[1],
+        idle_no_context=idle_no_context[0],
+        idle_no_context_note=idle_no_context[1],
     )
     device_power = view.device_power()
-    e2e = latency_stats([r.latency_ms for r in reqs]) or LatencyStats(
-        mean_ms=0.0, p50_ms=0.0, p90_ms=0.0, p99_ms=0.0, n=0
-    )
+    flops = flops_result(info, n_in + n_out, n_out, s)
+    if flops is not None and n_out == 0:  # no output token: no figure per output token
+        flops = flops.model_copy(update={"per_output_token": None})
     return ExperimentResult(
         experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
         measurement_config_hash=config_hash,
@@ -152,7 +159,13 @@ def build_result(
             device=info.device,
         ),
         config=config,
-        window=WindowResult(started_at=window.started_at, ended_at=window.ended_at, duration_s=s),
+        window=WindowResult(
+            started_at=window.started_at,
+            ended_at=window.ended_at,
+            duration_s=s,
+            n_passes=window.n_passes,
+            min_window_s=window.min_window_s,
+        ),
         tokens=TokenCounts(
             n_prompts=len(prompt_ids),
             n_completed=len(reqs),
@@ -165,7 +178,7 @@ def build_result(
             requests_per_s=len(reqs) / s,
         ),
         latency=LatencyResult(
-            e2e=e2e,
+            e2e=latency_stats([r.latency_ms for r in reqs]),
             ttft=latency_stats([r.ttft_ms for r in reqs if r.ttft_ms is not None]),
             itl=latency_stats([r.itl_ms for r in reqs if r.itl_ms is not None]),
             definition=window.output.timing_definition,
@@ -182,17 +195,34 @@ def build_result(
             devices=device_power,
         ),
         warmup=warmup,
-        flops=flops_result(info, n_in + n_out, n_out, s),
+        flops=flops,
         memory=MemoryResult(
             peak_host_rss_mib=_peak_rss_mib(),
             peak_device_mib=window.peak_device_mib,
             model_memory_mib=info.model_memory_mib,
         ),
         timings=timings,
-        environment=environment,
+        environment=_with_scope(environment, plan),
         thermal=view.thermal(),
         trace=view.summary(),
-        warnings=tuple(measurement_warnings(window, energy, view, plan.warnings)),
+        warnings=tuple(measurement_warnings(window, energy, view, plan.warnings, config=config)),
         requests=tuple(request_record(r, prompt_ids[r.index]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
     )
+
+
+def _with_scope(environment: EnvironmentSnapshot, plan: Plan) -> EnvironmentSnapshot:
+    """The snapshot with each accelerator marked in or out of this run's scope."""
+    measured = {gpu.uuid for gpu in plan.scope_gpus}
+    accelerators = tuple(
+        {**a, "in_scope": a.get("uuid") in measured} for a in environment.accelerators
+    )
+    return environment.model_copy(update={"accelerators": accelerators})
+
+
+def _power_sources(plan: Plan) -> dict[str, str]:
+    """Per GPU, what the trace's power column reads, from the telemetry that read it."""
+    found: dict[str, str] = {}
+    for source in plan.sources:
+        found.update(getattr(source, "power_sources", {}))
+    return found

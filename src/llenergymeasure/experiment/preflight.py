@@ -14,7 +14,7 @@ from llenergymeasure.config.loading import UserConfig, carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.nvml import gpu_indices_in_scope
+from llenergymeasure.energy.nvml_scope import gpu_indices_in_scope
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.registry import select_sampler
 from llenergymeasure.energy.telemetry import TelemetrySource
@@ -24,6 +24,13 @@ from llenergymeasure.engines.registry import Runner, find_runner, get_engine
 from llenergymeasure.engines.requirements import GpuRequirement, NeedsGpu
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
+from llenergymeasure.experiment.gpu_checks import (
+    device_problems,
+    measured_devices,
+    scope_gpus,
+    sharing,
+)
+from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
 
@@ -57,7 +64,11 @@ class _Problems:
 
 @dataclass(frozen=True)
 class Plan:
-    """What pre-flight found: everything the later steps need, already checked."""
+    """What pre-flight found: everything the later steps need, already checked.
+
+    ``devices`` are the devices whose energy is measured (the scope); ``scope_gpus`` the
+    GPUs among them as NVML lists them; ``engine_devices`` where the engine itself runs.
+    """
 
     config: ExperimentConfig
     engine: Engine
@@ -68,8 +79,11 @@ class Plan:
     devices: list[str]
     prompts: list[Prompt] | None  # None for synthetic prompts, built once the tokenizer exists
     memory_estimate_mib: float | None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[MeasurementWarning] = field(default_factory=list)
     runner: Runner | None = None  # the interpreter that runs the engine, when not this one
+    scope_gpus: tuple[GpuInfo, ...] = ()
+    driver_version: str | None = None
+    engine_devices: list[str] = field(default_factory=list)
 
     @property
     def on_gpu(self) -> bool:
@@ -83,65 +97,43 @@ def run_preflight(
     engine: Engine | None = None,
     sampler: EnergySampler | None = None,
     telemetry: Sequence[TelemetrySource] | None = None,
+    strict: bool = False,
+    nvml: object | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Check engine, model, dataset, device, memory and energy sampler; raise once for all."""
-    found = _Problems()
-    problems, attempt = found.messages, found.attempt
+    """Check engine, model, dataset, devices, memory and energy sampler; raise once for all.
 
-    if engine is None:
-        engine = attempt(lambda: get_engine(config.engine))
-    runner: Runner | None = None
-    if engine is not None:
-        availability = engine.probe()
-        if not availability.available:
-            # Another environment's interpreter may run it; that run does the engine's checks.
-            runner = attempt(lambda: find_runner(config.engine, user.runners))
-            if runner is None:
-                problems.append(f"engine `{config.engine}` is unavailable: {availability.reason}")
-    model = attempt(lambda: resolve_model(config.task.model))
+    ``strict`` turns the warnings about a shared GPU or too little GPU memory into
+    problems. ``nvml`` stands in for pynvml (a simulated NVML in tests).
+    """
+    environ = os.environ if environ is None else environ
+    found = _Problems()
+    engine, runner = _engine(config, engine, user, found)
+    model = found.attempt(lambda: resolve_model(config.task.model))
     prompts = None
     if config.task.dataset.source != "synthetic":
-        prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
-    devices = engine.devices(config) if engine is not None else ["cpu"]
-    on_gpu = any(d.startswith("cuda") for d in devices)
-    gpus, _, no_gpu_reason = (
-        list_gpus() if on_gpu or isinstance(engine, NeedsGpu) else ([], None, None)
-    )
-    memory_mib = None
-    if isinstance(engine, NeedsGpu):
-        problems.extend(
-            gpu_requirement_problems(
-                engine.gpu_requirements(config), gpus, no_gpu_reason, devices, os.environ
-            )
+        prompts = found.attempt(
+            lambda: load_prompts(config.task.dataset, seed=config.task.random_seed)
         )
-    if model is not None:
-        problems.extend(_context_problems(config, model))
-    if engine is not None and model is not None:
-        if runner is None:
-            problems.extend(engine.preflight(config, model))
-        memory_mib = estimate_model_memory_mib(model, config)
-        problems.extend(_memory_problems(memory_mib, devices))
-    reason = f"given explicitly ({type(sampler).__name__})"
-    sources: tuple[TelemetrySource, ...] = tuple(telemetry) if telemetry is not None else ()
-    if sampler is not None and telemetry is None:
-        sources = (ProcessTelemetry(),)
-    if sampler is None:
-        tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
-        chosen = attempt(
-            lambda: select_sampler(
-                config.measurement.energy_sampler,
-                watts_per_thread=tdp.watts_per_thread,
-                tdp_source=tdp.source,
-                devices=devices,
-            ),
-        )
-        if chosen is not None:
-            sampler, reason = chosen.sampler, chosen.reason
-            sources = chosen.sources if telemetry is None else sources
-    attempt(lambda: carbon_intensity(config))
-    if problems or engine is None or model is None or sampler is None:
-        raise PreflightError(problems, hint=found.hints[0] if found.hints else None)
-    warnings = gpu_warnings(gpus) if on_gpu else []
+    engine_devices = engine.devices(config) if engine is not None else ["cpu"]
+    found.messages.extend(device_problems(config))
+    hosts = _hosts(config, engine, engine_devices, nvml)
+    devices = measured_devices(config, engine_devices, hosts.gpus, environ)
+    scope = scope_gpus(devices, hosts.gpus, environ)
+    memory_mib = _engine_checks(config, engine, model, runner, engine_devices, hosts, found)
+    sampler, reason, sources = _energy(config, user, sampler, telemetry, devices, nvml, found)
+    found.attempt(lambda: carbon_intensity(config))
+    warnings = [
+        MeasurementWarning(code="host_setup", message=text, remedy="see the message")
+        for text in (gpu_warnings(scope) if scope else [])
+    ]
+    shared = sharing(scope, memory_mib if _cuda(engine_devices) else None)
+    if strict:
+        found.messages.extend(f"{w.message} (--strict)" for w in shared)
+    else:
+        warnings.extend(shared)
+    if found.messages or engine is None or model is None or sampler is None:
+        raise PreflightError(found.messages, hint=found.hints[0] if found.hints else None)
     return Plan(
         config=config,
         engine=engine,
@@ -154,7 +146,111 @@ def run_preflight(
         memory_estimate_mib=memory_mib,
         warnings=warnings,
         runner=runner,
+        scope_gpus=tuple(scope),
+        driver_version=hosts.driver,
+        engine_devices=list(engine_devices),
     )
+
+
+@dataclass(frozen=True)
+class _Gpus:
+    gpus: list[GpuInfo]
+    driver: str | None
+    reason: str | None
+
+
+def _cuda(devices: Sequence[str]) -> bool:
+    return any(d.strip().lower().startswith("cuda") for d in devices)
+
+
+def _hosts(
+    config: ExperimentConfig, engine: Engine | None, engine_devices: Sequence[str], nvml: object
+) -> _Gpus:
+    """The host's GPUs, read only when the run measures or needs one."""
+    wanted = _cuda(engine_devices) or _cuda(config.measurement.devices or ())
+    if not (wanted or isinstance(engine, NeedsGpu)):
+        return _Gpus([], None, None)
+    gpus, driver, reason = list_gpus(nvml)
+    return _Gpus(gpus, driver, reason)
+
+
+def _engine(
+    config: ExperimentConfig, engine: Engine | None, user: UserConfig, found: _Problems
+) -> tuple[Engine | None, Runner | None]:
+    """The engine, and the runner of another environment when it is not importable here."""
+    if engine is None:
+        engine = found.attempt(lambda: get_engine(config.engine))
+    runner: Runner | None = None
+    if engine is not None:
+        availability = engine.probe()
+        if not availability.available:
+            # Another environment's interpreter may run it; that run does the engine's checks.
+            runner = found.attempt(lambda: find_runner(config.engine, user.runners))
+            if runner is None:
+                found.messages.append(
+                    f"engine `{config.engine}` is unavailable: {availability.reason}"
+                )
+    return engine, runner
+
+
+def _engine_checks(
+    config: ExperimentConfig,
+    engine: Engine | None,
+    model: ResolvedModel | None,
+    runner: Runner | None,
+    engine_devices: Sequence[str],
+    hosts: _Gpus,
+    found: _Problems,
+) -> float | None:
+    """The engine's GPU requirements, context length and memory; the memory estimate."""
+    if isinstance(engine, NeedsGpu):
+        found.messages.extend(
+            gpu_requirement_problems(
+                engine.gpu_requirements(config),
+                hosts.gpus,
+                hosts.reason,
+                engine_devices,
+                os.environ,
+            )
+        )
+    if model is not None:
+        found.messages.extend(_context_problems(config, model))
+    if engine is None or model is None:
+        return None
+    if runner is None:
+        found.messages.extend(engine.preflight(config, model))
+    memory_mib = estimate_model_memory_mib(model, config)
+    found.messages.extend(_memory_problems(memory_mib, list(engine_devices)))
+    return memory_mib
+
+
+def _energy(
+    config: ExperimentConfig,
+    user: UserConfig,
+    sampler: EnergySampler | None,
+    telemetry: Sequence[TelemetrySource] | None,
+    devices: Sequence[str],
+    nvml: object,
+    found: _Problems,
+) -> tuple[EnergySampler | None, str, tuple[TelemetrySource, ...]]:
+    """The energy sampler (given, or chosen for the devices), why, and its telemetry."""
+    sources: tuple[TelemetrySource, ...] = tuple(telemetry) if telemetry is not None else ()
+    if sampler is not None:
+        reason = f"given explicitly ({type(sampler).__name__})"
+        return sampler, reason, sources if telemetry is not None else (ProcessTelemetry(),)
+    tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
+    chosen = found.attempt(
+        lambda: select_sampler(
+            config.measurement.energy_sampler,
+            watts_per_thread=tdp.watts_per_thread,
+            tdp_source=tdp.source,
+            devices=devices,
+            nvml=nvml,
+        ),
+    )
+    if chosen is None:
+        return None, "", sources
+    return chosen.sampler, chosen.reason, chosen.sources if telemetry is None else sources
 
 
 def gpu_requirement_problems(

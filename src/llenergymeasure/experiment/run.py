@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +13,20 @@ from llenergymeasure.config.loading import UserConfig, load_user_config, validat
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
-from llenergymeasure.energy.trace import PowerTrace
-from llenergymeasure.engines.base import Engine
-from llenergymeasure.experiment.baseline import take_baseline
+from llenergymeasure.energy.trace import PowerTrace, Trace
+from llenergymeasure.engines.base import Engine, ModelInfo
+from llenergymeasure.experiment.baseline import take_baseline, take_idle_no_context
+from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
-from llenergymeasure.experiment.measurement import measure_window
-from llenergymeasure.experiment.metrics import build_result
-from llenergymeasure.experiment.preflight import run_preflight
+from llenergymeasure.experiment.measurement import Window, measure_window
+from llenergymeasure.experiment.metrics import Idle, build_result
+from llenergymeasure.experiment.options import RunOptions
+from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.warmup import run_warmup
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
-from llenergymeasure.records.result import ExperimentResult, TimingResult
-from llenergymeasure.system.environment import EnvironmentCapture
+from llenergymeasure.records.result import ExperimentResult, TimingResult, WarmupResult
+from llenergymeasure.system.environment import EnvironmentCapture, capture_environment
 
 __all__ = ["run_experiment", "write_single_run"]
 
@@ -37,31 +40,81 @@ def run_experiment(
     telemetry: Sequence[TelemetrySource] | None = None,
     reporter: Reporter | None = None,
     user_config: UserConfig | None = None,
+    options: RunOptions | None = None,
+    nvml: object | None = None,
 ) -> ExperimentResult:
     """Run one experiment and return its result; with ``output_dir`` also write its files.
 
     ``engine``, ``sampler`` and ``telemetry`` replace the ones the config and host
-    would give (tests pass fakes: the fake engine, a simulated NVML, ...).
+    would give, and ``nvml`` stands in for pynvml (tests pass fakes: the fake engine, a
+    simulated NVML, ...). ``options`` are run-time options (strict pre-flight, device
+    locks), not part of what is measured; by default they come from the environment.
     """
     if not isinstance(config, ExperimentConfig):
         config = validate_experiment(config)
     reporter = reporter or NullReporter()
     user = user_config if user_config is not None else load_user_config()
+    options = options if options is not None else RunOptions.from_environ()
     clock = _StepClock()
-    environment = EnvironmentCapture().start()  # 2. environment snapshot, in the background
+    # 2. environment snapshot, in the background
+    environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
-        plan = run_preflight(config, user=user, engine=engine, sampler=sampler, telemetry=telemetry)
-    with ExitStack() as cleanup:  # released in reverse: trace, model, telemetry sources
+        plan = run_preflight(
+            config,
+            user=user,
+            engine=engine,
+            sampler=sampler,
+            telemetry=telemetry,
+            strict=options.strict,
+            nvml=nvml,
+        )
+    run = _measure(plan, options, reporter, clock)  # 3.-8.
+    # 9. metrics, warnings and the result object
+    result = build_result(
+        plan,
+        run.info,
+        run.prompt_ids,
+        warmup=run.warmup,
+        window=run.window,
+        timings=clock.result(run.window.duration_s),
+        environment=environment.result(),
+        baseline=run.baseline,
+        idle_no_context=run.idle,
+        trace=run.trace,
+    )
+    if output_dir is not None:
+        write_single_run(result, Path(output_dir))
+    return result
+
+
+@dataclass(frozen=True)
+class _Measured:
+    info: ModelInfo
+    prompt_ids: tuple[str, ...]
+    warmup: WarmupResult
+    window: Window
+    baseline: Idle
+    idle: Idle
+    trace: Trace
+
+
+def _measure(plan: Plan, options: RunOptions, reporter: Reporter, clock: _StepClock) -> _Measured:
+    """Steps 3 to 8, with the devices locked throughout; everything released on every exit."""
+    config = plan.config
+    with ExitStack() as cleanup:  # released in reverse: trace, model, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
-        with clock("baseline_s"), reporter.step("baseline"):  # 3. idle power, before loading
-            baseline, baseline_note = take_baseline(plan, reporter)
+        cleanup.enter_context(locked_devices(plan, options, reporter))  # 3. the devices
+        with clock("baseline_s"), reporter.step("idle power, no CUDA context"):
+            idle = take_idle_no_context(plan, reporter)
         with clock("load_s"), reporter.step("loading model"):  # 4. load
             model = cleanup.enter_context(closing(load_model(plan)))
-        with clock("prepare_s"), reporter.step("preparing prompts"):  # 5. outside the window
+        with clock("baseline_s", add=True), reporter.step("baseline"):  # 5. loaded, idle
+            baseline = take_baseline(plan, reporter)
+        with clock("prepare_s"), reporter.step("preparing prompts"):  # 6. outside the window
             prompts = prepare_prompts(plan, model)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
-        with clock("warmup_s"), reporter.step("warm-up"):  # 6. warm-up, thermal floor
+        with clock("warmup_s"), reporter.step("warm-up"):  # 7. warm-up, busy through the floor
             trace.mark("warmup_start")
             warmup = run_warmup(
                 model,
@@ -70,25 +123,17 @@ def run_experiment(
                 on_gpu=plan.on_gpu,
                 reporter=reporter,
             )
-        with clock("measure_s"), reporter.step("measuring"):  # 7. the window
-            window = measure_window(model, prompts.prepared, plan.sampler, reporter, trace)
+        with clock("measure_s"), reporter.step("measuring"):  # 8. the window
+            window = measure_window(
+                model,
+                prompts.prepared,
+                plan.sampler,
+                reporter,
+                trace,
+                min_window_s=config.measurement.min_window_for(on_gpu=plan.on_gpu),
+            )
         recorded = trace.stop()
-    # 8. metrics, warnings and the result object
-    result = build_result(
-        plan,
-        model.info,
-        prompts.ids,
-        warmup=warmup,
-        window=window,
-        timings=clock.result(window.duration_s),
-        environment=environment.result(),
-        baseline=baseline,
-        baseline_note=baseline_note,
-        trace=recorded,
-    )
-    if output_dir is not None:
-        write_single_run(result, Path(output_dir))
-    return result
+    return _Measured(model.info, prompts.ids, warmup, window, baseline, idle, recorded)
 
 
 class _StepClock:
@@ -99,12 +144,13 @@ class _StepClock:
         self._seconds: dict[str, float] = {}
 
     @contextmanager
-    def __call__(self, step: str) -> Iterator[None]:
+    def __call__(self, step: str, *, add: bool = False) -> Iterator[None]:
         began = time.perf_counter()
         try:
             yield
         finally:
-            self._seconds[step] = time.perf_counter() - began
+            spent = time.perf_counter() - began
+            self._seconds[step] = spent + (self._seconds.get(step, 0.0) if add else 0.0)
 
     def result(self, window_s: float) -> TimingResult:
         return TimingResult(

@@ -67,7 +67,7 @@ class LatencyStats(FrozenRecord):
 
 
 class LatencyResult(FrozenRecord):
-    e2e: LatencyStats
+    e2e: LatencyStats | None = Field(description="None when no request completed")
     ttft: LatencyStats | None
     itl: LatencyStats | None
     definition: str = Field(description="how the engine timed TTFT and inter-token latency")
@@ -97,6 +97,12 @@ class WindowResult(FrozenRecord):
     started_at: datetime
     ended_at: datetime
     duration_s: float
+    n_passes: int = Field(
+        1, description="times the prompt set ran in the window, in order, to reach min_window_s"
+    )
+    min_window_s: float | None = Field(
+        None, description="the minimum window length this run applied (0: none)"
+    )
 
 
 class WarmupResult(FrozenRecord):
@@ -106,11 +112,14 @@ class WarmupResult(FrozenRecord):
     final_cv: float | None
     duration_s: float
     thermal_floor_s: float
+    n_floor_runs: int = Field(
+        0, description="warm-up runs that kept the GPU busy through the thermal floor"
+    )
 
 
 class FlopsResult(FrozenRecord):
     total: float
-    per_output_token: float
+    per_output_token: float | None = Field(description="None when no output token was made")
     achieved_flops_per_s: float
     method: str
     confidence: Confidence

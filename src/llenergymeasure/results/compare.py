@@ -2,9 +2,11 @@
 
 Each path given becomes one column per config it holds (a run: one; a study: one per
 config, its cycles averaged). Every column is divided by the first. Columns measured
-under different methodology versions, on different devices, or with different energy
-methods are not comparable: :func:`compare` refuses them unless ``force`` is set, and
-then lists each mismatch so the caller can say it loudly.
+under different methodology versions, on different devices, on different GPU models or
+GPU power limits, or with different energy methods are not comparable: :func:`compare`
+refuses them unless ``force`` is set, and then lists each mismatch so the caller can say
+it loudly. Estimated energy (a run's ``energy.estimated``) has rows of its own, never
+mixed with the measured ones.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "Metric",
     "compare",
     "device_of",
+    "gpus_of",
 ]
 
 
@@ -39,9 +42,14 @@ class Metric:
     read: Callable[[ExperimentResult], float | None]
 
 
-def _latency(result: ExperimentResult, which: str) -> float | None:
+def _latency(result: ExperimentResult, which: str, percentile: str = "p50_ms") -> float | None:
     stats = getattr(result.latency, which)
-    return None if stats is None else float(stats.p50_ms)
+    return None if stats is None else float(getattr(stats, percentile))
+
+
+def _estimated(result: ExperimentResult, figure: str) -> float | None:
+    estimated = result.energy.estimated
+    return None if estimated is None else getattr(estimated, figure)
 
 
 HEADLINE_METRICS: tuple[Metric, ...] = (
@@ -54,12 +62,16 @@ HEADLINE_METRICS: tuple[Metric, ...] = (
     Metric("j_per_request", "energy per request", "J", "lower", lambda r: r.energy.j_per_request),
     Metric("mean_power_w", "mean power", "W", "lower", lambda r: r.power.mean_w),
     Metric("latency_p50_ms", "latency p50", "ms", "lower", lambda r: _latency(r, "e2e")),
-    Metric("latency_p99_ms", "latency p99", "ms", "lower", lambda r: r.latency.e2e.p99_ms),
+    Metric("latency_p99_ms", "latency p99", "ms", "lower", lambda r: _latency(r, "e2e", "p99_ms")),
     Metric("ttft_p50_ms", "TTFT p50", "ms", "lower", lambda r: _latency(r, "ttft")),
     Metric("itl_p50_ms", "inter-token p50", "ms", "lower", lambda r: _latency(r, "itl")),
     Metric("window_s", "window", "s", "lower", lambda r: r.window.duration_s),
     Metric("peak_device_mib", "peak device memory", "MiB", "lower",
            lambda r: r.memory.peak_device_mib),
+    Metric("estimated_j", "estimated energy (not measured)", "J", "lower",
+           lambda r: _estimated(r, "total_j")),
+    Metric("estimated_j_per_output_token", "estimated energy per output token", "J", "lower",
+           lambda r: _estimated(r, "j_per_output_token")),
 )  # fmt: skip
 
 
@@ -73,6 +85,26 @@ def device_of(result: ExperimentResult) -> str:
     return f"{on} ({hardware or 'unknown hardware'}); measured {domains}"
 
 
+def gpus_of(result: ExperimentResult) -> tuple[str, str]:
+    """The measured GPUs' models and power limits, e.g. ``("NVIDIA H200", "700 W")``.
+
+    ``("", "")`` for a run that measured no GPU. The GPUs are the accelerators the run
+    marked in scope, else those whose NVML index names a ``gpu:N`` energy domain.
+    """
+    accelerators = [a for a in result.environment.accelerators if isinstance(a, dict)]
+    scoped = [a for a in accelerators if a.get("in_scope")]
+    if not scoped:
+        measured = {d.domain for d in result.energy.domains}
+        scoped = [a for a in accelerators if f"gpu:{a.get('index')}" in measured]
+    models = ", ".join(str(a.get("name", "?")) for a in scoped)
+    limits = ", ".join(_watts(a.get("power_limit_w")) for a in scoped)
+    return models, limits
+
+
+def _watts(value: object) -> str:
+    return f"{value:g} W" if isinstance(value, int | float) else "unknown"
+
+
 @dataclass(frozen=True)
 class Column:
     """One config's runs: the mean of each headline metric over its completed cycles."""
@@ -83,6 +115,8 @@ class Column:
     methodology: frozenset[str]
     devices: frozenset[str]
     energy_methods: frozenset[str]
+    gpu_models: frozenset[str] = frozenset()
+    power_limits: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -143,6 +177,8 @@ def _column(name: str, runs: Sequence[RunResult]) -> Column:
         energy_methods=frozenset(
             method for run in runs if (method := run.result.energy.method) is not None
         ),
+        gpu_models=frozenset(m for run in runs if (m := gpus_of(run.result)[0])),
+        power_limits=frozenset(w for run in runs if (w := gpus_of(run.result)[1])),
     )
 
 
@@ -160,6 +196,8 @@ def _distinct_names(columns: Sequence[Column]) -> list[Column]:
 def _mismatches(columns: Sequence[Column]) -> list[str]:
     checks: tuple[tuple[str, Callable[[Column], frozenset[str]]], ...] = (
         ("methodology versions differ", lambda c: c.methodology),
+        ("GPU models differ", lambda c: c.gpu_models),
+        ("GPU power limits differ", lambda c: c.power_limits),
         ("devices differ", lambda c: c.devices),
         ("energy methods differ", lambda c: c.energy_methods),
     )

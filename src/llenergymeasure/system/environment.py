@@ -1,8 +1,9 @@
 """The environment snapshot: read-only facts about the host, taken once per experiment.
 
 Nothing here imports the packages it reports on: versions come from installed
-metadata, so a snapshot never loads torch or CUDA. GPU facts (accelerators, CUDA,
-driver) are filled in by the device reader, not here.
+metadata, so a snapshot never loads torch or CUDA. GPU facts (accelerators, driver,
+the CUDA version the driver supports) come from NVML (:func:`survey_gpus`), which
+creates no CUDA context.
 
 Each fact is read on its own and a fact that cannot be read is ``None``, so a
 snapshot is always produced; :class:`EnvironmentCapture` takes it in a background
@@ -26,6 +27,7 @@ import psutil
 
 from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.system.cpu import PROC_CPUINFO, cpu_model
+from llenergymeasure.system.gpus import survey_gpus
 
 __all__ = ["DEFAULT_PACKAGES", "EnvironmentCapture", "capture_environment", "detect_container"]
 
@@ -72,12 +74,15 @@ def capture_environment(
     containerenv: Path = CONTAINERENV,
     cgroup: Path = PROC_SELF_CGROUP,
     environ: Mapping[str, str] | None = None,
+    nvml: object | None = None,
 ) -> EnvironmentSnapshot:
-    """Read the host's OS, CPU, memory, Python, package versions and container runtime.
+    """Read the host's OS, CPU, memory, Python, packages, GPUs and container runtime.
 
-    The paths are parameters so tests can point them at fake files. A fact that
-    cannot be read is ``None``; a package that is not installed has version ``None``.
+    The paths are parameters so tests can point them at fake files, and ``nvml`` stands
+    in for pynvml. A fact that cannot be read is ``None``; a package that is not
+    installed has version ``None``; without NVML there are no accelerators.
     """
+    gpus = _read(lambda: survey_gpus(nvml), None)
     return EnvironmentSnapshot(
         os=_read(lambda: _os_name(os_release), platform.system() or "unknown"),
         kernel=_read(platform.release, "") or "unknown",
@@ -88,7 +93,9 @@ def capture_environment(
         memory_total_mib=_read(lambda: psutil.virtual_memory().total / 2**20, None),
         python=_python_version(),
         packages={name: _package_version(name) for name in packages},
-        accelerators=(),
+        accelerators=gpus.accelerators() if gpus is not None else (),
+        cuda_version=gpus.cuda_version if gpus is not None else None,
+        driver_version=gpus.driver_version if gpus is not None else None,
         container=_read(
             lambda: detect_container(
                 dockerenv=dockerenv,
