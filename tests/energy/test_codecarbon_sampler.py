@@ -142,10 +142,12 @@ def test_kwh_figures_map_to_estimated_domains_in_joules(
     assert [d.energy_j for d in reading.domains] == pytest.approx([9000.0, 3600.0])
     # the RAM figure is a watts-per-GB model: kept for reference, never in the total
     assert reading.details["ram_model_j"] == pytest.approx(720.0)
-    assert reading.total_j == pytest.approx(12600.0)
+    # every codecarbon figure is a model: estimated, never part of a measured headline
+    assert reading.estimated_j == pytest.approx(12600.0)
+    assert reading.measured_j is None
     assert {d.method for d in reading.domains} == {"estimated"}
     assert {d.source for d in reading.domains} == {"codecarbon"}
-    assert reading.method == "estimated"
+    assert reading.method is None
     assert reading.confidence == "low"
     assert reading.duration_s == pytest.approx(5.0)
     assert "sum over all 2 GPUs" in reading.details["gpu_domain"]
@@ -187,7 +189,7 @@ def test_no_figures_from_codecarbon_are_null_not_zero(
     reading = sampler.end()
 
     assert [(d.domain, d.energy_j) for d in reading.domains] == [("cpu:0", None)]
-    assert reading.total_j is None
+    assert reading.estimated_j is None and reading.measured_j is None
     assert "no figures" in reading.warnings[0]
 
 

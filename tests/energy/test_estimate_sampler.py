@@ -39,8 +39,9 @@ def test_energy_is_cpu_seconds_times_watts_per_thread() -> None:
     assert cpu.energy_j == pytest.approx(12.0 * 3.125)
     assert cpu.method == "estimated"
     assert cpu.source == "estimate"
-    assert reading.total_j == pytest.approx(37.5)
-    assert reading.method == "estimated"
+    assert reading.estimated_j == pytest.approx(37.5)
+    assert reading.measured_j is None  # an estimate is never a measured figure
+    assert reading.method is None
     assert reading.confidence == "low"
     assert reading.n_samples == 0
     assert reading.duration_s == pytest.approx(4.0)
@@ -69,7 +70,7 @@ def test_cpu_time_that_did_not_advance_is_none_not_zero() -> None:
     sampler.begin()
     reading = sampler.end()
     assert reading.domains[0].energy_j is None
-    assert reading.total_j is None
+    assert reading.estimated_j is None and reading.measured_j is None
     assert reading.method is None
     assert reading.warnings and "did not advance" in reading.warnings[0]
 
@@ -142,7 +143,7 @@ def test_real_seams_give_a_positive_estimate() -> None:
         total += i
     reading = sampler.end()
     assert reading.duration_s > 0
-    assert reading.total_j is not None and reading.total_j > 0
+    assert reading.estimated_j is not None and reading.estimated_j > 0
 
 
 def test_none_sampler_has_no_domains_and_no_total() -> None:
@@ -154,7 +155,7 @@ def test_none_sampler_has_no_domains_and_no_total() -> None:
     reading = sampler.end()
     assert reading.sampler == "none"
     assert reading.domains == ()
-    assert reading.total_j is None
+    assert reading.estimated_j is None and reading.measured_j is None
     assert reading.method is None
     assert reading.duration_s == pytest.approx(2.5)
     assert reading.details == {

@@ -23,7 +23,7 @@ def test_energy_is_power_times_elapsed_per_domain() -> None:
     reading = sampler.end()
     energies = {d.domain: d.energy_j for d in reading.domains}
     assert energies == {"gpu:0": pytest.approx(1000.0), "cpu:0": pytest.approx(160.0)}
-    assert reading.total_j == pytest.approx(1160.0)
+    assert reading.measured_j == pytest.approx(1160.0)
     assert reading.method == "counter"
     assert reading.confidence == "high"
     assert {d.source for d in reading.domains} == {"fake"}
@@ -34,7 +34,9 @@ def test_method_sets_method_and_confidence() -> None:
     sampler = FakeEnergySampler({"cpu:0": 10.0}, method="estimated", clock=clock_of(0, 1))
     sampler.begin()
     reading = sampler.end()
-    assert reading.method == "estimated"
+    assert [d.method for d in reading.domains] == ["estimated"]
+    assert reading.method is None  # the weakest *measured* method: there is none
+    assert reading.estimated_j == pytest.approx(10.0)
     assert reading.confidence == "low"
 
 
@@ -44,7 +46,7 @@ def test_a_domain_scripted_as_none_reads_none() -> None:
     reading = sampler.end()
     energies = {d.domain: d.energy_j for d in reading.domains}
     assert energies["dram:0"] is None
-    assert reading.total_j == pytest.approx(200.0)
+    assert reading.measured_j == pytest.approx(200.0)
 
 
 def test_end_without_begin_raises() -> None:

@@ -45,16 +45,24 @@ UUIDS = (
 )
 
 
+CONTINUOUS: dict[str, Any] = {"update_period_s": None}
+
+
 def ramp_w(t: float) -> float:
     """100 W rising to 300 W over 10 s: 2,000 J over the first 10 s."""
     return 100.0 + 20.0 * min(t, 10.0)
 
 
 def gpus(*power: Any, **common: Any) -> list[SimulatedGpu]:
+    """GPUs whose sensors publish continuously: the sampler's arithmetic, exactly."""
     return [
-        SimulatedGpu("NVIDIA H100 80GB HBM3", UUIDS[i], power_w=p, **common)
+        SimulatedGpu("NVIDIA H100 80GB HBM3", UUIDS[i], power_w=p, **{**CONTINUOUS, **common})
         for i, p in enumerate(power)
     ]
+
+
+def messages(reading: EnergyReading) -> list[str]:
+    return [w if isinstance(w, str) else w.message for w in reading.warnings]
 
 
 def manual_sampler(
@@ -63,7 +71,7 @@ def manual_sampler(
     environ: Mapping[str, str] | None = None,
 ) -> tuple[NvmlSampler, SimulatedNvml, ManualClock]:
     clock = ManualClock()
-    nvml = SimulatedNvml(simulated, clock=clock)
+    nvml = SimulatedNvml(simulated, clock=clock, call_latency_s=0.0)
     sampler = NvmlSampler(
         devices, nvml=nvml, environ=environ or {}, clock=clock, poll_interval_s=None
     )
@@ -101,7 +109,7 @@ def test_two_gpus_at_150_w_for_12_s_read_3600_j_by_counter() -> None:
     assert reading.sampler == "nvml"
     assert [d.domain for d in reading.domains] == ["gpu:0", "gpu:1"]
     assert all(d.method == "counter" and d.source == "nvml" for d in reading.domains)
-    assert reading.total_j == pytest.approx(3600.0, rel=0.005)
+    assert reading.measured_j == pytest.approx(3600.0, rel=0.005)
     for domain in reading.domains:
         assert domain.energy_j == pytest.approx(1800.0, rel=0.005)
     assert reading.method == "counter"
@@ -168,8 +176,8 @@ def test_gpu_without_counter_falls_back_to_integrated_power() -> None:
 
 def test_mixed_gpus_report_per_domain_methods() -> None:
     simulated = [
-        SimulatedGpu("NVIDIA A100", UUIDS[0], power_w=200.0),
-        SimulatedGpu("NVIDIA A100", UUIDS[1], power_w=ramp_w, has_energy_counter=False),
+        SimulatedGpu("NVIDIA A100", UUIDS[0], power_w=200.0, **CONTINUOUS),
+        SimulatedGpu("NVIDIA A100", UUIDS[1], power_w=ramp_w, has_energy_counter=False, **CONTINUOUS),
     ]
     sampler, _, clock = manual_sampler(simulated, devices=["cuda:0", "cuda:1"])
     reading = run_window(sampler, clock, 10.0)
@@ -184,7 +192,7 @@ def test_mixed_gpus_report_per_domain_methods() -> None:
 
 def test_counter_origin_does_not_matter_only_the_delta() -> None:
     simulated = [
-        SimulatedGpu("H100", UUIDS[0], power_w=150.0, energy_counter_start_mj=123_456_789_000)
+        SimulatedGpu("H100", UUIDS[0], power_w=150.0, energy_counter_start_mj=123_456_789_000, **CONTINUOUS)
     ]
     sampler, _, clock = manual_sampler(simulated)
     clock.set(30.0)  # the window starts late in the script
@@ -194,7 +202,7 @@ def test_counter_origin_does_not_matter_only_the_delta() -> None:
 
 def test_gpu_lost_mid_window_gives_partial_figure_and_warning() -> None:
     simulated = gpus(150.0, 150.0)
-    simulated[1] = SimulatedGpu("NVIDIA H100 80GB HBM3", UUIDS[1], power_w=150.0, fail_after_s=5.0)
+    simulated[1] = SimulatedGpu("NVIDIA H100 80GB HBM3", UUIDS[1], power_w=150.0, fail_after_s=5.0, **CONTINUOUS)
     sampler, nvml, clock = manual_sampler(simulated, devices=["cuda:0", "cuda:1"])
     started = time.monotonic()
     reading = run_window(sampler, clock, 10.0, step_s=0.5)
@@ -212,11 +220,11 @@ def test_gpu_lost_mid_window_gives_partial_figure_and_warning() -> None:
     assert lost_details["partial"] is True
     assert lost_details["n_errors"] >= 11  # every poll from 5 s on, and the counter at the end
     assert "GPU is lost" in lost_details["errors"][0]
-    assert len(reading.warnings) == 1
-    assert "partial" in reading.warnings[0]
-    assert "gpu:1" in reading.warnings[0]
-    assert UUIDS[1] in reading.warnings[0]
-    assert "GPU is lost" in reading.warnings[0]
+    (warning,) = messages(reading)
+    assert "partial" in warning
+    assert "gpu:1" in warning
+    assert UUIDS[1] in warning
+    assert "GPU is lost" in warning
     assert nvml.init_count == 0
 
 
@@ -225,10 +233,10 @@ def test_gpu_lost_before_any_second_sample_has_no_figure() -> None:
     sampler, _, clock = manual_sampler(simulated)
     reading = run_window(sampler, clock, 1.0, step_s=0.1)
     assert reading.domains[0].energy_j is None
-    assert reading.total_j is None
+    assert reading.measured_j is None
     assert reading.confidence == "low"
-    assert "partial" in reading.warnings[0]
-    assert "no figure" in reading.warnings[0]
+    assert "partial" in messages(reading)[0]
+    assert "no figure" in messages(reading)[0]
 
 
 class CounterFailsAfter:
@@ -249,7 +257,7 @@ class CounterFailsAfter:
 
 def test_counter_failing_at_the_end_falls_back_to_the_full_power_integral() -> None:
     clock = ManualClock()
-    inner = SimulatedNvml(gpus(ramp_w), clock=clock)
+    inner = SimulatedNvml(gpus(ramp_w), clock=clock, call_latency_s=0.0)
     nvml = CounterFailsAfter(inner, after_s=9.0)
     sampler = NvmlSampler(nvml=nvml, environ={}, clock=clock, poll_interval_s=None)
     reading = run_window(sampler, clock, 10.0)
@@ -259,7 +267,7 @@ def test_counter_failing_at_the_end_falls_back_to_the_full_power_integral() -> N
     assert gpu0.energy_j == pytest.approx(2000.0, rel=0.005)
     assert reading.confidence == "medium"
     assert reading.details["partial"] is False  # the power trace covers the whole window
-    (warning,) = reading.warnings
+    (warning,) = messages(reading)
     assert "energy counter could not be read" in warning
     assert "Unknown Error" in warning
     assert inner.init_count == 0
@@ -267,10 +275,13 @@ def test_counter_failing_at_the_end_falls_back_to_the_full_power_integral() -> N
 
 def test_gpu_without_counter_or_power_readings_has_no_figure_and_says_why() -> None:
     clock = ManualClock()
-    inner = SimulatedNvml(gpus(100.0, has_energy_counter=False), clock=clock)
+    inner = SimulatedNvml(gpus(100.0, has_energy_counter=False), clock=clock, call_latency_s=0.0)
 
     class NoPower(CounterFailsAfter):
         def nvmlDeviceGetPowerUsage(self, handle: object) -> int:  # noqa: N802
+            raise NVMLError_NotSupported()
+
+        def nvmlDeviceGetFieldValues(self, handle: object, ids: object) -> list[Any]:  # noqa: N802
             raise NVMLError_NotSupported()
 
     sampler = NvmlSampler(
@@ -278,9 +289,9 @@ def test_gpu_without_counter_or_power_readings_has_no_figure_and_says_why() -> N
     )
     reading = run_window(sampler, clock, 2.0)
     assert reading.domains[0].energy_j is None
-    assert reading.total_j is None
+    assert reading.measured_j is None
     assert reading.confidence == "low"
-    (warning,) = reading.warnings
+    (warning,) = messages(reading)
     assert "neither an energy counter nor power readings" in warning
     assert "Not Supported" in warning
 
@@ -288,10 +299,10 @@ def test_gpu_without_counter_or_power_readings_has_no_figure_and_says_why() -> N
 def test_poller_thread_samples_and_stops_even_when_a_gpu_is_lost() -> None:
     clock = ManualClock()
     simulated = [
-        SimulatedGpu("H100", UUIDS[0], power_w=150.0),
-        SimulatedGpu("H100", UUIDS[1], power_w=150.0, fail_after_s=5.0),
+        SimulatedGpu("H100", UUIDS[0], power_w=150.0, **CONTINUOUS),
+        SimulatedGpu("H100", UUIDS[1], power_w=150.0, fail_after_s=5.0, **CONTINUOUS),
     ]
-    nvml = SimulatedNvml(simulated, clock=clock)
+    nvml = SimulatedNvml(simulated, clock=clock, call_latency_s=0.0)
     sampler = NvmlSampler(
         ["cuda:0", "cuda:1"], nvml=nvml, environ={}, clock=clock, poll_interval_s=0.005
     )
@@ -309,7 +320,7 @@ def test_poller_thread_samples_and_stops_even_when_a_gpu_is_lost() -> None:
     assert reading.domains[0].method == "counter"
     assert reading.domains[0].energy_j == pytest.approx(1500.0, rel=0.005)
     assert reading.details["partial"] is True
-    assert any("partial" in w and "gpu:1" in w for w in reading.warnings)
+    assert any("partial" in w and "gpu:1" in w for w in messages(reading))
     assert nvml.init_count == 0
 
 
@@ -500,14 +511,15 @@ def telemetry_gpus() -> list[SimulatedGpu]:
             utilisation_pct=93.0,
             memory_used_mib=40_960.0,
             throttle_reasons=lambda t: 0x20 | 0x4 if t >= 3.0 else 0,
+            **CONTINUOUS,
         ),
-        SimulatedGpu("NVIDIA P100", UUIDS[1], power_w=60.0, has_energy_counter=False),
+        SimulatedGpu("NVIDIA P100", UUIDS[1], power_w=60.0, has_energy_counter=False, **CONTINUOUS),
     ]
 
 
 def test_telemetry_reads_every_field_per_gpu() -> None:
     clock = ManualClock()
-    nvml = SimulatedNvml(telemetry_gpus(), clock=clock)
+    nvml = SimulatedNvml(telemetry_gpus(), clock=clock, call_latency_s=0.0)
     telemetry = NvmlTelemetry(["cuda:0", "cuda:1"], nvml=nvml, environ={})
     assert isinstance(telemetry, TelemetrySource)
     assert telemetry.name == "nvml"
@@ -535,7 +547,7 @@ def test_telemetry_reads_every_field_per_gpu() -> None:
 
 def test_telemetry_falls_back_to_the_old_throttle_reasons_name() -> None:
     clock = ManualClock()
-    inner = SimulatedNvml(telemetry_gpus(), clock=clock)
+    inner = SimulatedNvml(telemetry_gpus(), clock=clock, call_latency_s=0.0)
     telemetry = NvmlTelemetry(nvml=WithoutEventReasons(inner), environ={})
     assert telemetry.read()[0].throttle_reasons == 0
     clock.set(3.0)
@@ -547,10 +559,10 @@ def test_telemetry_falls_back_to_the_old_throttle_reasons_name() -> None:
 def test_telemetry_of_a_lost_gpu_is_none_without_raising() -> None:
     clock = ManualClock()
     simulated = [
-        SimulatedGpu("H100", UUIDS[0], power_w=100.0),
-        SimulatedGpu("H100", UUIDS[1], power_w=100.0, fail_after_s=1.0),
+        SimulatedGpu("H100", UUIDS[0], power_w=100.0, **CONTINUOUS),
+        SimulatedGpu("H100", UUIDS[1], power_w=100.0, fail_after_s=1.0, **CONTINUOUS),
     ]
-    nvml = SimulatedNvml(simulated, clock=clock)
+    nvml = SimulatedNvml(simulated, clock=clock, call_latency_s=0.0)
     telemetry = NvmlTelemetry(["cuda:0", "cuda:1"], nvml=nvml, environ={})
     clock.set(2.0)
     healthy, lost = telemetry.read()

@@ -87,7 +87,7 @@ def test_window_energy_per_domain_from_counter_deltas(tmp_path: Path) -> None:
     }
     assert {d.method for d in reading.domains} == {"counter"}
     assert {d.source for d in reading.domains} == {"rapl"}
-    assert reading.total_j == pytest.approx(21.5)
+    assert reading.measured_j == pytest.approx(21.5)
     assert reading.duration_s == pytest.approx(4.0)
     assert reading.confidence == "high"
     assert reading.warnings == ()
@@ -163,7 +163,7 @@ def test_an_unreadable_dram_counter_is_null_with_the_fix(
     reading = sampler.end()
 
     assert by_domain(reading) == {"cpu:0": pytest.approx(3.0), "dram:0": None}
-    assert reading.total_j == pytest.approx(3.0)
+    assert reading.measured_j == pytest.approx(3.0)
     (warning,) = reading.warnings
     assert warning.startswith("dram:0:")
     assert "sudo chmod o+r" in warning

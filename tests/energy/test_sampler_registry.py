@@ -12,6 +12,7 @@ from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
 from llenergymeasure.energy.registry import sampler_class, sampler_names, select_sampler
 from llenergymeasure.errors import EnergyError
+from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.fake_powercap import make_tree
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
@@ -77,12 +78,40 @@ def test_auto_on_a_gpu_host_without_rapl_estimates_the_cpu(tmp_path: Path) -> No
     assert [s.name for s in chosen.sources] == ["nvml", "process"]
 
 
-def test_auto_without_pynvml_on_a_gpu_config_says_why(tmp_path: Path) -> None:
+def test_auto_on_cuda_without_a_readable_nvml_fails_instead_of_measuring_the_cpu(
+    tmp_path: Path,
+) -> None:
+    # this host has nvidia-ml-py but no NVIDIA driver: a CUDA run here must not silently
+    # become a CPU-only measurement
+    with pytest.raises(EnergyError) as caught:
+        select_sampler(
+            "auto",
+            watts_per_thread=10.0,
+            tdp_source="x",
+            devices=["cuda:0"],
+            powercap_root=tmp_path,
+        )
+    assert caught.value.message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
+    assert caught.value.hint is not None and "energy_sampler" in caught.value.hint
+
+
+def test_auto_on_cuda_with_nvml_measures_the_gpu_and_the_cpu_apart(tmp_path: Path) -> None:
+    nvml = h200_nvml()
     chosen = select_sampler(
-        "auto", watts_per_thread=10.0, tdp_source="x", devices=["cuda:0"], powercap_root=tmp_path
+        "auto",
+        watts_per_thread=10.0,
+        tdp_source="x",
+        devices=["cuda:0"],
+        powercap_root=tmp_path,
+        nvml=nvml,
     )
-    assert chosen.sampler.name == "estimate"
-    assert "nvml: " in chosen.reason and "passed over" in chosen.reason
+    assert chosen.sampler.name == "nvml+estimate"
+    assert chosen.reason.startswith("nvml: NVML: total-energy counter on gpu:0")
+
+
+def test_naming_another_sampler_runs_a_cuda_config_without_nvml() -> None:
+    chosen = select_sampler("estimate", watts_per_thread=10.0, tdp_source="x", devices=["cuda:0"])
+    assert isinstance(chosen.sampler, EstimateSampler)
 
 
 def test_estimate_by_name() -> None:
@@ -142,13 +171,16 @@ def test_importing_energy_and_system_loads_no_vendor_library() -> None:
         "import llenergymeasure.energy.registry, llenergymeasure.system.environment\n"
         "from llenergymeasure.energy.registry import select_sampler\n"
         "from llenergymeasure.system.environment import capture_environment\n"
+        "heavy = ('torch', 'transformers', 'pynvml', 'vllm', 'zeus', 'codecarbon')\n"
         "select_sampler('auto', watts_per_thread=10.0, tdp_source='x')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
         "capture_environment()\n"
-        "heavy = [m for m in ('torch', 'transformers', 'pynvml', 'vllm', 'zeus', 'codecarbon')"
-        " if m in sys.modules]\n"
-        "print(heavy)\n"
+        "print([m for m in heavy if m in sys.modules])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert done.stdout.strip() == "[]"
+    after_auto, after_snapshot = done.stdout.strip().splitlines()
+    assert after_auto == "[]"
+    # the snapshot asks NVML for the GPUs (pure Python, no CUDA context); nothing else
+    assert after_snapshot == "['pynvml']"

@@ -53,7 +53,6 @@ def _gpu(
 
 def test_the_throttle_bits_are_the_nvml_values() -> None:
     assert dict(THROTTLE_BITS) == {
-        "sw_power_cap": 0x4,
         "hw_slowdown": 0x8,
         "sw_thermal_slowdown": 0x20,
         "hw_thermal_slowdown": 0x40,
@@ -62,19 +61,51 @@ def test_the_throttle_bits_are_the_nvml_values() -> None:
 
 
 def test_throttled_seconds_are_time_per_device_not_summed() -> None:
-    # gpu:0 is power-capped for samples 8..15 (1 s), gpu:1 thermally slowed for 8..11 (0.5 s).
-    gpu0 = [SW_POWER_CAP if 8 <= i < 16 else 0 for i in range(40)]
+    # gpu:0 is HW-slowed for samples 8..15 (1 s), gpu:1 thermally slowed for 8..11 (0.5 s).
+    gpu0 = [HW_SLOWDOWN if 8 <= i < 16 else 0 for i in range(40)]
     gpu1 = [SW_THERMAL | HW_THERMAL if 8 <= i < 12 else 0 for i in range(40)]
     summary = summarise_thermal(
         _trace({"gpu:0": _gpu("gpu:0", gpu0), "gpu:1": _gpu("gpu:1", gpu1)})
     )
     assert summary["gpu:0"].throttled_s == pytest.approx(1.0)
-    assert summary["gpu:0"].reasons == ("sw_power_cap",)
+    assert summary["gpu:0"].reasons == ("hw_slowdown",)
     assert (summary["gpu:0"].first_s, summary["gpu:0"].last_s) == (1.0, 2.0)
     assert summary["gpu:1"].throttled_s == pytest.approx(0.5)
     assert summary["gpu:1"].reasons == ("sw_thermal_slowdown", "hw_thermal_slowdown")
+    assert summary["gpu:1"].seconds_by_reason == {
+        "sw_thermal_slowdown": pytest.approx(0.5),
+        "hw_thermal_slowdown": pytest.approx(0.5),
+    }
     assert (summary["gpu:1"].first_s, summary["gpu:1"].last_s) == (1.0, 1.5)
     assert summary["gpu:0"].throttled and summary["gpu:1"].throttled
+
+
+def test_sw_power_cap_is_power_capped_time_and_never_throttling() -> None:
+    # an H200 at its 700 W limit reported 0x4 in 830 of 866 samples of a full load
+    reasons = [SW_POWER_CAP if i >= 2 else 0 for i in range(40)]
+    trace = _trace({"gpu:0": _gpu("gpu:0", reasons)})
+    summary = summarise_thermal(trace)["gpu:0"]
+    assert summary.power_capped_s == pytest.approx(37 * STEP_S)  # the last sample holds no time
+    assert summary.seconds_by_reason == {"sw_power_cap": pytest.approx(37 * STEP_S)}
+    assert summary.reason_sources == {"sw_power_cap": "sampled"}
+    assert summary.throttled_s == 0.0 and summary.reasons == () and not summary.throttled
+    assert "throttling" not in [w.code for w in trace_warnings(trace)]
+
+
+def test_reason_counters_replace_sampled_bits_where_nvml_keeps_them() -> None:
+    # the sampled bits miss a short thermal slowdown between samples; the counter has it
+    reasons = [SW_POWER_CAP] * 40
+    trace = _trace({"gpu:0": _gpu("gpu:0", reasons)})
+    counters = {"gpu:0": {"sw_power_cap": 4.75, "sw_thermal_slowdown": 0.02}}
+    summary = summarise_thermal(trace, counters=counters)["gpu:0"]
+    assert summary.power_capped_s == pytest.approx(4.75)
+    assert summary.reason_sources == {"sw_power_cap": "counter", "sw_thermal_slowdown": "counter"}
+    assert summary.reasons == ("sw_thermal_slowdown",)
+    assert summary.throttled_s == pytest.approx(0.02)
+    (warning,) = [w for w in trace_warnings(trace, counters=counters) if w.code == "throttling"]
+    assert "sw_thermal_slowdown 0.02 s (counter)" in warning.message
+    quiet = {"gpu:0": {"sw_power_cap": 4.75, "sw_thermal_slowdown": 0.0}}
+    assert "throttling" not in [w.code for w in trace_warnings(trace, counters=quiet)]
 
 
 def test_throttling_is_clipped_to_the_window_and_carried_in_from_before_it() -> None:

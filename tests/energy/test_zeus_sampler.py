@@ -113,7 +113,7 @@ def test_measurement_maps_to_gpu_cpu_and_dram_domains(monkeypatch: pytest.Monkey
     ]
     assert {d.method for d in reading.domains} == {"counter"}
     assert {d.source for d in reading.domains} == {"zeus"}
-    assert reading.total_j == pytest.approx(263.5)
+    assert reading.measured_j == pytest.approx(263.5)
     assert reading.duration_s == 4.0
     assert reading.confidence == "high"
     assert reading.warnings == ()
@@ -159,7 +159,7 @@ def test_missing_or_unchanged_gpu_energy_is_null_with_warnings() -> None:
     reading = sampler.end()
 
     assert [(d.domain, d.energy_j) for d in reading.domains] == [("gpu:0", None), ("gpu:1", None)]
-    assert reading.total_j is None
+    assert reading.measured_j is None
     assert len(reading.warnings) == 2
     assert "did not advance" in reading.warnings[0]
     assert "gpu:1" in reading.warnings[1]

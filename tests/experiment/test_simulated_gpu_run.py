@@ -28,8 +28,12 @@ def gpu() -> SimulatedNvml:
                 power_w=150.0,
                 throttle_reasons=SW_THERMAL,
                 temperature_c=lambda t: 60.0 + t,
+                # sensors published continuously: this test is about the plumbing, not the
+                # 100 ms counter steps (tests/energy/test_nvml_h200.py has those)
+                update_period_s=None,
             )
-        ]
+        ],
+        call_latency_s=0.0,
     )
 
 
@@ -76,7 +80,7 @@ def test_energy_power_trace_and_throttling_on_a_simulated_gpu(
     assert result.trace.window_start_s is not None and result.trace.window_end_s is not None
     table = _text(result_table(result))
     assert "on gpu:0 (counter, high confidence, sampler `nvml`)" in table
-    assert "idle 150.0 W" in table
+    assert "idle 150.0 W with the engine loaded" in table
     assert "throttled" in table and "sw_thermal_slowdown" in table
     assert "at 400 g/kWh" in table
     (run_dir,) = tmp_path.iterdir()

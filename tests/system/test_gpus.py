@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
+from llenergymeasure.system.gpus import GpuInfo, GpuProcess, gpu_warnings, list_gpus, survey_gpus
+from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.simulated_nvml import (
     ManualClock,
     NVMLError_DriverNotLoaded,
@@ -80,6 +81,8 @@ def test_list_gpus_reads_every_fact_from_the_simulated_module() -> None:
         compute_capability=(9, 0),
         sm_clock_mhz=1980.0,
         temperature_c=38.0,
+        memory_free_mib=81_559.0,
+        processes=(),
     )
     v100 = gpus[1]
     assert (v100.index, v100.uuid, v100.device) == (1, "GPU-bbbb", "gpu:1")
@@ -169,3 +172,44 @@ def test_warnings_cover_every_gpu() -> None:
     assert len(warnings) == 2
     assert "gpu:0" in warnings[0]
     assert "gpu:1" in warnings[1]
+
+
+def test_survey_lists_free_memory_processes_and_the_cuda_version() -> None:
+    clock = ManualClock()
+    nvml = h200_nvml(2, clock=clock)
+    nvml.open_context(1, pid=4321, name="other-job", used_mib=40_000.0)
+    survey = survey_gpus(nvml)
+    assert (survey.driver_version, survey.cuda_version) == ("580.159.04", "13.0")
+    idle, busy = survey.gpus
+    assert idle.processes == ()
+    assert busy.processes == (GpuProcess(4321, 40_000.0, "other-job"),)
+    assert busy.memory_free_mib == pytest.approx(143_771 - 40_000)
+    (record, _) = survey.accelerators()
+    assert record == {
+        "index": 0,
+        "name": "NVIDIA H200",
+        "uuid": idle.uuid,
+        "memory_total_mib": 143_771.0,
+        "power_limit_w": 700.0,
+        "default_power_limit_w": 700.0,
+        "persistence_mode": True,
+        "mig_mode": False,
+        "ecc_enabled": True,
+        "compute_capability": "9.0",
+    }
+
+
+def test_a_module_without_optional_calls_still_lists_its_gpus() -> None:
+    nvml = h200_nvml(
+        clock=ManualClock(),
+        omit=[
+            "nvmlDeviceGetComputeRunningProcesses",
+            "nvmlSystemGetCudaDriverVersion",
+            "nvmlDeviceGetPowerManagementDefaultLimit",
+        ],
+    )
+    survey = survey_gpus(nvml)
+    (gpu,) = survey.gpus
+    assert gpu.processes is None and gpu.default_power_limit_w is None
+    assert survey.cuda_version is None
+    assert gpu.power_limit_w == 700.0

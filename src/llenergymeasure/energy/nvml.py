@@ -133,9 +133,13 @@ class NvmlSampler:
         try:
             gpus, all_names = open_scope(nvml, self.devices, environ)
             windows = [GpuWindow(GpuReader(nvml, gpu)) for gpu in gpus]
+            driver = nvml.driver_version()
+            for gpu_window in windows:
+                gpu_window.reasons_start_s = gpu_window.reader.reason_counters_s()
+            # the counters last, right before the window's clock starts: each NVML call
+            # takes ~1 ms, and the figure is divided by this window's length
             for gpu_window in windows:
                 gpu_window.counter_start_mj = gpu_window.reader.counter_mj()
-                gpu_window.reasons_start_s = gpu_window.reader.reason_counters_s()
         except EnergyError:
             nvml.shutdown()
             raise
@@ -146,7 +150,7 @@ class NvmlSampler:
             nvml=nvml,
             gpus=windows,
             begin_s=self._clock(),
-            driver_version=nvml.driver_version(),
+            driver_version=driver,
             cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
             order_warning=order_warning(environ, all_names),
         )
@@ -195,10 +199,12 @@ class NvmlSampler:
         with window.lock:
             window.closed = True
         try:
-            end_s = self._poll(window, final=True)
-            ends = [
-                (self._counter_at_end(gpu), gpu.reader.reason_counters_s()) for gpu in window.gpus
-            ]
+            self._poll(window, final=True)
+            end_s = self._clock()  # right before the counters, as at the start
+            counters = [self._counter_at_end(gpu) for gpu in window.gpus]
+            ends = list(
+                zip(counters, [g.reader.reason_counters_s() for g in window.gpus], strict=True)
+            )
         finally:
             window.nvml.shutdown()
         return self._reading(window, ends, end_s - window.begin_s, warnings)

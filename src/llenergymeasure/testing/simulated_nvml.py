@@ -345,7 +345,7 @@ class SimulatedNvml:
         return int(self._read(handle, GpuPhysics.reasons))
 
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: SimulatedHandle) -> int:
-        return self.nvmlDeviceGetCurrentClocksEventReasons(handle)
+        return int(self._read(handle, GpuPhysics.reasons))
 
     # --- internals -------------------------------------------------------------------
 

@@ -1,23 +1,29 @@
-"""The simulated NVML: scripted GPUs answer like pynvml, in NVML's units, on a manual clock."""
+"""The simulated NVML: simulated GPUs answer like pynvml, in NVML's units, on a manual clock,
+and behave as NVML did on a real H200 (sensor ticks, averaged power, contexts, the cap)."""
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import pytest
 
+from llenergymeasure.testing.h200 import H200_DRIVER_VERSION, h200, h200_nvml
 from llenergymeasure.testing.simulated_nvml import (
     ManualClock,
     NVMLError,
     NVMLError_DriverNotLoaded,
     NVMLError_GpuIsLost,
     NVMLError_InvalidArgument,
+    NVMLError_NotFound,
     NVMLError_NotSupported,
     NVMLError_Uninitialized,
     SimulatedGpu,
     SimulatedNvml,
 )
+
+INSTANT, AVERAGE = 186, 185
 
 
 def ramp_w(t: float) -> float:
@@ -25,15 +31,127 @@ def ramp_w(t: float) -> float:
     return 100.0 + 20.0 * min(t, 10.0)
 
 
-def started(*gpus: SimulatedGpu, clock: ManualClock) -> SimulatedNvml:
-    nvml = SimulatedNvml(gpus, clock=clock)
+def started(*gpus: SimulatedGpu, clock: ManualClock, **nvml: object) -> SimulatedNvml:
+    nvml_ = SimulatedNvml(gpus, clock=clock, call_latency_s=0.0, **nvml)  # type: ignore[arg-type]
+    nvml_.nvmlInit()
+    return nvml_
+
+
+def continuous(name: str, uuid: str, **script: object) -> SimulatedGpu:
+    """A GPU whose sensors publish continuously (no ticks): exact figures at any instant."""
+    return SimulatedGpu(name, uuid, update_period_s=None, **script)  # type: ignore[arg-type]
+
+
+# --- what NVML showed on the H200 ------------------------------------------------------
+
+
+def test_the_counter_and_power_step_every_100_ms_not_continuously() -> None:
+    clock = ManualClock()
+    nvml = started(h200(power_w=500.0), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(1.021)  # just after a counter tick (phase 0.02 s)
+    first = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    clock.set(1.110)  # 89 ms later, before the next tick
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) == first
+    clock.set(1.121)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) - first == 50_000  # 500 W x 0.1 s
+
+
+def test_power_usage_is_a_1_s_average_and_the_instant_field_follows_the_load() -> None:
+    clock = ManualClock()
+    nvml = started(h200(), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.open_context(0)
+    clock.set(5.0)
+    nvml.set_busy(0, True)
+    clock.set(5.5)
+    instant, average = nvml.nvmlDeviceGetFieldValues(handle, [INSTANT, AVERAGE])
+    usage_w = nvml.nvmlDeviceGetPowerUsage(handle) / 1000
+    assert instant.value.uiVal / 1000 == pytest.approx(685.0)  # at the cap
+    assert average.value.uiVal == nvml.nvmlDeviceGetPowerUsage(handle)
+    # the last tick (5.475 s) averages 0.475 s at 685 W and 0.525 s at 120 W
+    assert usage_w == pytest.approx((0.475 * 685 + 0.525 * 120) / 1.0, rel=1e-3)
+    clock.set(7.0)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) / 1000 == pytest.approx(685.0)
+
+
+def test_a_cuda_context_raises_idle_power_from_80_to_120_w() -> None:
+    clock = ManualClock()
+    nvml = started(h200(), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(2.0)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 80_000
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) == 0x1  # GPU idle
+    context = nvml.open_context(0, used_mib=1500.0)
+    clock.set(4.0)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 120_000
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) == 0
+    assert nvml.nvmlDeviceGetMemoryInfo(handle).used == 1500 * 1024 * 1024
+    (process,) = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    assert process.pid == os.getpid()
+    assert nvml.nvmlSystemGetProcessName(process.pid) == "python"
+    with pytest.raises(NVMLError_NotFound):
+        nvml.nvmlSystemGetProcessName(1)
+    nvml.close_context(0, context)
+    clock.set(6.0)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) == 80_000
+    assert nvml.nvmlDeviceGetComputeRunningProcesses(handle) == []
+
+
+def test_full_load_sits_at_the_power_cap_with_sw_power_cap_and_its_counter() -> None:
+    clock = ManualClock()
+    nvml = started(h200(), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    fields = [nvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP,
+              nvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN]  # fmt: skip
+    nvml.open_context(0)
+    clock.set(1.0)
+    nvml.set_busy(0, True)
+    clock.set(7.0)
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) == 0x4
+    assert nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM) == 1500
+    power_cap, thermal = nvml.nvmlDeviceGetFieldValues(handle, fields)
+    assert power_cap.value.ullVal == 6_000_000_000  # 6 s, in ns
+    assert thermal.value.ullVal == 0
+    # 48 °C idle -> about 70 °C after 6 s of full load
+    assert nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU) == pytest.approx(
+        70, abs=2
+    )
+
+
+def test_each_call_takes_a_millisecond_of_the_clock() -> None:
+    clock = ManualClock()
+    nvml = h200_nvml(clock=clock)
     nvml.nvmlInit()
-    return nvml
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    before = clock()
+    nvml.nvmlDeviceGetPowerUsage(handle)
+    nvml.nvmlDeviceGetFieldValues(handle, [INSTANT])
+    assert clock() - before == pytest.approx(0.002)
+    assert nvml.nvmlSystemGetDriverVersion() == H200_DRIVER_VERSION
+    assert nvml.nvmlSystemGetCudaDriverVersion() == 13000
+
+
+def test_missing_fields_and_omitted_functions_behave_as_an_older_nvml() -> None:
+    clock = ManualClock()
+    nvml = started(
+        h200(has_power_fields=False, has_reason_counters=False),
+        clock=clock,
+        omit=["nvmlDeviceGetCurrentClocksEventReasons"],
+    )
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    instant, counter = nvml.nvmlDeviceGetFieldValues(handle, [INSTANT, 74])
+    assert (instant.nvmlReturn, counter.nvmlReturn) == (3, 3)  # NVML_ERROR_NOT_SUPPORTED
+    assert not hasattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons")
+    assert nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle) == 0x1
+
+
+# --- scripts, errors and the library ----------------------------------------------------
 
 
 def test_constant_power_counter_is_exact_in_millijoules() -> None:
     clock = ManualClock()
-    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=150.0), clock=clock)
+    nvml = started(continuous("H100", "GPU-a", power_w=150.0), clock=clock)
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     before = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     clock.advance(12.0)
@@ -45,7 +163,7 @@ def test_constant_power_counter_is_exact_in_millijoules() -> None:
 
 def test_scripted_ramp_counter_matches_the_analytic_integral() -> None:
     clock = ManualClock()
-    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=ramp_w), clock=clock)
+    nvml = started(continuous("H100", "GPU-a", power_w=ramp_w), clock=clock)
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     readings = []
     for _ in range(30):  # read often: the incremental integral must add up the same
@@ -60,7 +178,7 @@ def test_scripted_ramp_counter_matches_the_analytic_integral() -> None:
 def test_nonlinear_script_counter_is_close_to_the_true_integral() -> None:
     clock = ManualClock()
     nvml = started(
-        SimulatedGpu("H100", "GPU-a", power_w=lambda t: 200.0 + 100.0 * math.sin(t)),
+        continuous("H100", "GPU-a", power_w=lambda t: 200.0 + 100.0 * math.sin(t)),
         clock=clock,
     )
     clock.set(7.0)
@@ -73,7 +191,7 @@ def test_nonlinear_script_counter_is_close_to_the_true_integral() -> None:
 def test_counter_starts_at_its_scripted_origin() -> None:
     clock = ManualClock(100.0)  # the script's time starts when the simulation is built
     nvml = started(
-        SimulatedGpu("H100", "GPU-a", power_w=50.0, energy_counter_start_mj=9_000_000_000),
+        continuous("H100", "GPU-a", power_w=50.0, energy_counter_start_mj=9_000_000_000),
         clock=clock,
     )
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
@@ -95,7 +213,7 @@ def test_gpu_without_a_counter_says_not_supported() -> None:
 
 def test_gpu_fails_from_its_scripted_time_on() -> None:
     clock = ManualClock()
-    nvml = started(SimulatedGpu("H100", "GPU-a", fail_after_s=5.0), clock=clock)
+    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=100.0, fail_after_s=5.0), clock=clock)
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     clock.set(4.9)
     assert nvml.nvmlDeviceGetPowerUsage(handle) == 100_000
@@ -185,7 +303,9 @@ def test_throttle_bits_follow_the_script_under_both_names() -> None:
     nvml = SimulatedNvml([], clock=clock)
     thermal = nvml.nvmlClocksEventReasonSwThermalSlowdown | nvml.nvmlClocksEventReasonHwSlowdown
     nvml = started(
-        SimulatedGpu("H100", "GPU-a", throttle_reasons=lambda t: thermal if t >= 2.0 else 0),
+        SimulatedGpu(
+            "H100", "GPU-a", power_w=100.0, throttle_reasons=lambda t: thermal if t >= 2.0 else 0
+        ),
         clock=clock,
     )
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
@@ -209,7 +329,7 @@ def test_reason_constants_match_nvml() -> None:
 
 def test_counter_reads_from_two_threads_stay_consistent() -> None:
     clock = ManualClock()
-    nvml = started(SimulatedGpu("H100", "GPU-a", power_w=ramp_w), clock=clock)
+    nvml = started(continuous("H100", "GPU-a", power_w=ramp_w), clock=clock)
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     clock.set(10.0)
     results: list[int] = []
