@@ -97,7 +97,11 @@ def test_module_entry_point_help_imports_no_heavy_module(tmp_path: Path) -> None
 
 
 def test_a_fake_engine_run_imports_no_heavy_module(tmp_path: Path) -> None:
-    """The fake engine is the no-weights path: it must not pull torch in by accident."""
+    """The fake engine is the no-weights path: it must not pull torch in by accident.
+
+    A run does read NVML (pure Python, no CUDA context) for the GPUs in the environment
+    snapshot; that is the only vendor module it may import.
+    """
     snippet = (
         "import contextlib, io\n"
         "from llenergymeasure.cli.app import main\n"
@@ -106,7 +110,7 @@ def test_a_fake_engine_run_imports_no_heavy_module(tmp_path: Path) -> None:
         "               '--quiet', '--output', 'out'])\n"
         "assert rc == 0, rc\n"
     )
-    assert _heavy_after(snippet, tmp_path) == []
+    assert _heavy_after(snippet, tmp_path) in ([], ["pynvml"])
     assert list((tmp_path / "out").glob("*/001_c1_*/result.json"))
 
 

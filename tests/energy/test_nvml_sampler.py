@@ -177,7 +177,9 @@ def test_gpu_without_counter_falls_back_to_integrated_power() -> None:
 def test_mixed_gpus_report_per_domain_methods() -> None:
     simulated = [
         SimulatedGpu("NVIDIA A100", UUIDS[0], power_w=200.0, **CONTINUOUS),
-        SimulatedGpu("NVIDIA A100", UUIDS[1], power_w=ramp_w, has_energy_counter=False, **CONTINUOUS),
+        SimulatedGpu(
+            "NVIDIA A100", UUIDS[1], power_w=ramp_w, has_energy_counter=False, **CONTINUOUS
+        ),
     ]
     sampler, _, clock = manual_sampler(simulated, devices=["cuda:0", "cuda:1"])
     reading = run_window(sampler, clock, 10.0)
@@ -192,7 +194,9 @@ def test_mixed_gpus_report_per_domain_methods() -> None:
 
 def test_counter_origin_does_not_matter_only_the_delta() -> None:
     simulated = [
-        SimulatedGpu("H100", UUIDS[0], power_w=150.0, energy_counter_start_mj=123_456_789_000, **CONTINUOUS)
+        SimulatedGpu(
+            "H100", UUIDS[0], power_w=150.0, energy_counter_start_mj=123_456_789_000, **CONTINUOUS
+        )
     ]
     sampler, _, clock = manual_sampler(simulated)
     clock.set(30.0)  # the window starts late in the script
@@ -202,7 +206,9 @@ def test_counter_origin_does_not_matter_only_the_delta() -> None:
 
 def test_gpu_lost_mid_window_gives_partial_figure_and_warning() -> None:
     simulated = gpus(150.0, 150.0)
-    simulated[1] = SimulatedGpu("NVIDIA H100 80GB HBM3", UUIDS[1], power_w=150.0, fail_after_s=5.0, **CONTINUOUS)
+    simulated[1] = SimulatedGpu(
+        "NVIDIA H100 80GB HBM3", UUIDS[1], power_w=150.0, fail_after_s=5.0, **CONTINUOUS
+    )
     sampler, nvml, clock = manual_sampler(simulated, devices=["cuda:0", "cuda:1"])
     started = time.monotonic()
     reading = run_window(sampler, clock, 10.0, step_s=0.5)

@@ -12,8 +12,8 @@ from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
 from llenergymeasure.energy.registry import sampler_class, sampler_names, select_sampler
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.fake_powercap import make_tree
+from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 

@@ -61,8 +61,12 @@ def simulated_gpu(batch_size: int) -> SimulatedNvml:
                 sm_clock_mhz=1400.0 if throttled else 1980.0,
                 utilisation_pct=90.0,
                 throttle_reasons=SW_THERMAL if throttled else 0,
+                # sensors published continuously: these windows last tens of milliseconds,
+                # well under the 100 ms a real counter steps by
+                update_period_s=None,
             )
-        ]
+        ],
+        call_latency_s=0.0,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llenergymeasure.errors import ResultError
+from llenergymeasure.records.result import METHODOLOGY_VERSION
 from llenergymeasure.results.collection import load_runs, open_results
 from llenergymeasure.results.compare import HEADLINE_METRICS, compare
 
@@ -74,7 +75,7 @@ def test_mismatched_methodology_is_refused_with_a_clear_message(
         compare([first, old])
     message = caught.value.message
     assert message.startswith("not comparable: methodology versions differ")
-    assert "0.9" in message and "1.0" in message and "\n" not in message
+    assert "0.9" in message and METHODOLOGY_VERSION in message and "\n" not in message
     assert caught.value.hint is not None and "--force" in caught.value.hint
     forced = compare([first, old], force=True)
     assert len(forced.columns) == 2
@@ -100,3 +101,43 @@ def test_other_mismatches_are_refused_too(
 def test_one_config_alone_cannot_be_compared(gpu_study: Path) -> None:
     with pytest.raises(ResultError, match="at least two"):
         compare([_folders(gpu_study)[0]])
+
+
+def _gpu(name: str, limit_w: float) -> list[dict[str, Any]]:
+    return [{"index": 0, "name": name, "uuid": "GPU-x", "power_limit_w": limit_w, "in_scope": True}]
+
+
+@pytest.mark.parametrize(
+    ("other", "problem"),
+    [
+        (_gpu("NVIDIA H100 80GB HBM3", 700.0), "GPU models differ: NVIDIA H200 "),
+        (_gpu("NVIDIA H200", 500.0), "GPU power limits differ: 700 W "),
+    ],
+)
+def test_runs_on_different_gpu_models_or_power_limits_are_refused_unless_forced(
+    gpu_study: Path, tmp_path: Path, other: list[dict[str, Any]], problem: str
+) -> None:
+    first, second = _folders(gpu_study)[:2]
+    a = _copy_with(first, tmp_path / "a", {"environment.accelerators": _gpu("NVIDIA H200", 700.0)})
+    b = _copy_with(second, tmp_path / "b", {"environment.accelerators": other})
+    with pytest.raises(ResultError) as caught:
+        compare([a, b])
+    assert problem in caught.value.message
+    forced = compare([a, b], force=True)
+    assert any(m.startswith(problem.split(":")[0]) for m in forced.mismatches)
+    same = _copy_with(
+        second, tmp_path / "c", {"environment.accelerators": _gpu("NVIDIA H200", 700.0)}
+    )
+    assert compare([a, same]).mismatches == ()
+
+
+def test_estimated_energy_has_rows_of_its_own(gpu_study: Path, tmp_path: Path) -> None:
+    first, second = _folders(gpu_study)[:2]
+    estimate = {"domains": ["cpu:0"], "total_j": 4.0, "j_per_output_token": 0.5,
+                "j_per_request": 1.0, "note": "estimated"}  # fmt: skip
+    a = _copy_with(first, tmp_path / "a", {"energy.estimated": estimate})
+    b = _copy_with(second, tmp_path / "b", {"energy.estimated": {**estimate, "total_j": 8.0}})
+    comparison = compare([a, b])
+    assert comparison.columns[0].values["estimated_j"] == 4.0
+    assert comparison.ratios[1]["estimated_j"] == 2.0
+    assert comparison.columns[0].values["energy_j"] != 4.0  # never mixed into the measured row

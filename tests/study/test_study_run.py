@@ -354,7 +354,8 @@ def test_the_parent_never_imports_an_engine_library(tmp_path: Path) -> None:
         "from llenergymeasure.study import run_study\n"
         "outcome = run_study(make_plan([tiny()]), results_root=Path(sys.argv[2]))\n"
         "assert outcome.status == 'completed', outcome.manifest\n"
-        "heavy = ('torch', 'transformers', 'vllm', 'pynvml')\n"
+        # pynvml may be read (pure Python, no CUDA context) to know whether GPUs need gaps
+        "heavy = ('torch', 'transformers', 'vllm')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     proc = subprocess.run(

@@ -206,7 +206,8 @@ def build_result(
         thermal=view.thermal(),
         trace=view.summary(),
         warnings=tuple(measurement_warnings(window, energy, view, plan.warnings, config=config)),
-        requests=tuple(request_record(r, prompt_ids[r.index]) for r in reqs),
+        # a window of several passes numbers its requests on: pass x n_prompts + prompt
+        requests=tuple(request_record(r, prompt_ids[r.index % len(prompt_ids)]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
     )
 

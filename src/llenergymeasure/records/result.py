@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "1"
-METHODOLOGY_VERSION = "1.0"
+METHODOLOGY_VERSION = "2.0"
 
 
 class TokenCounts(FrozenRecord):
@@ -167,8 +167,17 @@ class MeasurementWarning(FrozenRecord):
 class Methodology(FrozenRecord):
     version: str = METHODOLOGY_VERSION
     window: str = (
-        "energy sampler begin -> device sync -> timed inference over all prompts -> "
-        "device sync -> sampler end; model load, tokenisation and warm-up are outside"
+        "energy sampler begin -> device sync -> timed inference over all prompts, repeated in "
+        "order until min_window_s -> device sync -> sampler end; model load, tokenisation and "
+        "warm-up (kept busy through the thermal floor, on prompts outside the measured set) "
+        "are outside"
+    )
+    baseline: str = Field(
+        "idle power of the measured devices with the engine loaded (CUDA context and model "
+        "resident), before warm-up; adjusted = max(0, measured total - baseline x window); "
+        "the no-context idle is a second figure, never subtracted; the headline sums "
+        "measured domains only, estimated ones stand apart",
+        description="what the baseline is and what adjusted energy subtracts",
     )
 
 
