@@ -110,9 +110,9 @@ def test_3_cuda_without_a_readable_nvml_fails_pre_flight_unless_another_sampler_
     with pytest.raises(PreflightError) as caught:
         run_h200(nvml=broken)
     (problem,) = caught.value.problems
-    assert (
-        problem
-        == "this run uses cuda:0 but NVML cannot measure it: NVML could not initialise: Driver Not Loaded"
+    assert problem == (
+        "this run uses cuda:0 but NVML cannot measure it: "
+        "NVML could not initialise: Driver Not Loaded"
     )
     named = run_h200({"measurement": {"energy_sampler": "estimate"}}, nvml=broken)
     assert named.energy.sampler == "estimate"
