@@ -52,8 +52,12 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     assert result["latency"]["ttft"]["p50_ms"] > 0
     energy = result["energy"]
     assert energy["sampler"] == "estimate"
-    assert energy["method"] == "estimated" and energy["confidence"] == "low"
-    assert energy["total_j"] is None or energy["total_j"] > 0  # never a made-up zero
+    # no energy counter on this host: nothing measured, and the estimate stands apart
+    assert energy["total_j"] is None and energy["method"] is None
+    estimated = energy["estimated"]
+    assert estimated["method"] == "estimated" and estimated["confidence"] == "low"
+    assert estimated["domains"] == ["cpu:0"]
+    assert estimated["total_j"] is None or estimated["total_j"] > 0  # never a made-up zero
     codes = {w["code"] for w in result["warnings"]}
     assert "short_window" in codes
     (run_dir,) = out.iterdir()

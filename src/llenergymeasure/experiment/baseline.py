@@ -39,7 +39,7 @@ __all__ = [
     "take_idle_no_context",
 ]
 
-LOADED_STATE = "engine loaded (CUDA context and model resident), before warm-up"
+LOADED_STATE = "engine loaded and idle (model resident, CUDA context held on a GPU), before warm-up"
 NO_CONTEXT_STATE = "no CUDA context on the GPUs in scope (before the model loaded)"
 
 
