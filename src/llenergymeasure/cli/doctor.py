@@ -39,7 +39,8 @@ def _mark(ok: bool) -> str:
 
 def _tables(report: DoctorReport) -> list[Table]:
     tables = []
-    gpus = Table(title=f"GPUs (driver {report.driver_version or 'n/a'})", title_justify="left")
+    versions = f"driver {report.driver_version or 'n/a'}, CUDA {report.cuda_version or 'n/a'}"
+    gpus = Table(title=f"GPUs ({versions})", title_justify="left")
     for column in (
         "index",
         "name",

@@ -16,7 +16,7 @@ from llenergymeasure.engines.registry import Runner, engine_names, find_runner, 
 from llenergymeasure.errors import LlemError
 from llenergymeasure.records.base import Availability
 from llenergymeasure.system.cpu import CpuTdp, cpu_model, resolve_cpu_tdp, visible_cpu_count
-from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
+from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, survey_gpus
 
 __all__ = ["DoctorReport", "diagnose"]
 
@@ -40,6 +40,7 @@ class DoctorReport:
     gpus: list[GpuInfo]
     driver_version: str | None
     gpu_reason: str | None
+    cuda_version: str | None
     cpu_model: str | None
     n_cpus_visible: int
     cpu_tdp: CpuTdp
@@ -54,6 +55,7 @@ class DoctorReport:
         return {
             "gpus": [asdict(g) for g in self.gpus],
             "driver_version": self.driver_version,
+            "cuda_version": self.cuda_version,
             "gpu_reason": self.gpu_reason,
             "cpu": {
                 "model": self.cpu_model,
@@ -84,7 +86,8 @@ def diagnose(
     user: UserConfig, *, nvml: Any = None, powercap_root: Path = DEFAULT_ROOT
 ) -> DoctorReport:
     """Probe everything; never raises for a missing piece, it reports it."""
-    gpus, driver, gpu_reason = list_gpus(nvml)
+    survey = survey_gpus(nvml)
+    gpus, driver, gpu_reason = survey.gpus, survey.driver_version, survey.reason
     n_cpus = visible_cpu_count()
     model = cpu_model()
     tdp = resolve_cpu_tdp(model, user.cpu_tdp_w, n_cpus)
@@ -107,6 +110,7 @@ def diagnose(
         gpus=gpus,
         driver_version=driver,
         gpu_reason=gpu_reason,
+        cuda_version=survey.cuda_version,
         cpu_model=model,
         n_cpus_visible=n_cpus,
         cpu_tdp=tdp,

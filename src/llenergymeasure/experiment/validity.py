@@ -55,7 +55,7 @@ def measurement_warnings(
 def _energy_warnings(energy: EnergyResult) -> list[MeasurementWarning]:
     found = []
     estimated = energy.estimated
-    if estimated is not None:
+    if estimated is not None and estimated.total_j is not None:
         where = ", ".join(estimated.domains)
         how = _estimate_model(energy)
         if energy.total_j is not None:
