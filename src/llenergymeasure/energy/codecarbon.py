@@ -131,25 +131,13 @@ class CodeCarbonSampler:
                 ),
             )
 
-        gpu_count = getattr(data, "gpu_count", None)
         domains = [
             self._domain("cpu:0", _joules_from_kwh(getattr(data, "cpu_energy", None))),
         ]
         details["ram_model_j"] = _joules_from_kwh(getattr(data, "ram_energy", None))
-        if gpu_count and not self.track_gpus:
-            details["gpu_domain"] = (
-                "codecarbon's GPU figure is left out: the GPUs are measured by another sampler "
-                "or not at all"
-            )
-        elif gpu_count:
-            domains.insert(
-                0, self._domain("gpu:0", _joules_from_kwh(getattr(data, "gpu_energy", None)))
-            )
-            details["gpu_domain"] = (
-                f"gpu:0 holds the sum over all {gpu_count} GPUs codecarbon tracked"
-            )
-        else:
-            details["gpu_domain"] = "codecarbon tracked no GPU"
+        gpu, details["gpu_domain"] = self._gpu(data)
+        if gpu is not None:
+            domains.insert(0, gpu)
         for field in ("tracking_mode", "cpu_model", "gpu_model", "codecarbon_version"):
             details[field] = getattr(data, field, None)
         warnings = tuple(
@@ -163,6 +151,22 @@ class CodeCarbonSampler:
             confidence="low",
             details=details,
             warnings=warnings,
+        )
+
+    def _gpu(self, data: Any) -> tuple[DomainEnergy | None, str]:
+        """CodeCarbon's GPU figure as ``gpu:0`` (when it is wanted), and what became of it."""
+        gpu_count = getattr(data, "gpu_count", None)
+        if not gpu_count:
+            return None, "codecarbon tracked no GPU"
+        if not self.track_gpus:
+            return None, (
+                "codecarbon's GPU figure is left out: the GPUs are measured by another sampler "
+                "or not at all"
+            )
+        energy_j = _joules_from_kwh(getattr(data, "gpu_energy", None))
+        return (
+            self._domain("gpu:0", energy_j),
+            f"gpu:0 holds the sum over all {gpu_count} GPUs codecarbon tracked",
         )
 
     def _domain(self, domain: str, energy_j: float | None) -> DomainEnergy:

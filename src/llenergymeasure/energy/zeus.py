@@ -97,33 +97,7 @@ class ZeusSampler:
             raise EnergyError(f"zeus could not end its window: {err}") from err
 
         integrated = _integrated_gpus(self._monitor, self.gpu_indices)
-        warnings: list[str] = []
-        domains: list[DomainEnergy] = []
-        gpu_energy: Mapping[int, float] = measurement.gpu_energy or {}
-        for index in self.gpu_indices:
-            domain, uuid = self._gpu_domain(index)
-            energy_j = _joules(gpu_energy.get(index))
-            if energy_j is None:
-                warnings.append(f"{domain}: zeus returned no energy for this GPU")
-            elif energy_j <= 0.0:
-                # the counter did not advance: too short a window, or a stalled counter
-                energy_j = None
-                warnings.append(
-                    f"{domain}: the energy counter did not advance over the window "
-                    "(shorter than its update period, or stalled); no figure"
-                )
-            method: Literal["counter", "integrated"] = (
-                "integrated" if index in integrated else "counter"
-            )
-            domains.append(
-                DomainEnergy(
-                    domain=domain,
-                    energy_j=energy_j,
-                    method=method,
-                    source=self.name,
-                    device_uuid=uuid,
-                )
-            )
+        domains, warnings = self._gpu_domains(measurement.gpu_energy or {}, integrated)
         for kind, by_index in (("cpu", measurement.cpu_energy), ("dram", measurement.dram_energy)):
             for index, joules in sorted((by_index or {}).items()):
                 domains.append(
@@ -153,6 +127,38 @@ class ZeusSampler:
             },
             warnings=tuple(warnings),
         )
+
+    def _gpu_domains(
+        self, gpu_energy: Mapping[int, float], integrated: set[int]
+    ) -> tuple[list[DomainEnergy], list[str]]:
+        """One domain per GPU; a figure Zeus lacks, or a counter that did not advance, is None."""
+        warnings: list[str] = []
+        domains: list[DomainEnergy] = []
+        for index in self.gpu_indices:
+            domain, uuid = self._gpu_domain(index)
+            energy_j = _joules(gpu_energy.get(index))
+            if energy_j is None:
+                warnings.append(f"{domain}: zeus returned no energy for this GPU")
+            elif energy_j <= 0.0:
+                # the counter did not advance: too short a window, or a stalled counter
+                energy_j = None
+                warnings.append(
+                    f"{domain}: the energy counter did not advance over the window "
+                    "(shorter than its update period, or stalled); no figure"
+                )
+            method: Literal["counter", "integrated"] = (
+                "integrated" if index in integrated else "counter"
+            )
+            domains.append(
+                DomainEnergy(
+                    domain=domain,
+                    energy_j=energy_j,
+                    method=method,
+                    source=self.name,
+                    device_uuid=uuid,
+                )
+            )
+        return domains, warnings
 
     def _gpu_domain(self, ordinal: int) -> tuple[str, str | None]:
         if self.gpu_uuids is not None and ordinal in self.gpu_uuids:

@@ -21,9 +21,7 @@ from llenergymeasure.experiment.measurement import Window
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.trace_view import TraceView
 from llenergymeasure.experiment.validity import measurement_warnings
-from llenergymeasure.records.energy import (
-    PowerResult,
-)
+from llenergymeasure.records.energy import EnergyResult, PowerResult
 from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.records.result import (
     ExperimentResult,
@@ -136,7 +134,6 @@ def build_result(
         idle_no_context=idle_no_context[0],
         idle_no_context_note=idle_no_context[1],
     )
-    device_power = view.device_power()
     flops = flops_result(info, n_in + n_out, n_out, s)
     if flops is not None and n_out == 0:  # no output token: no figure per output token
         flops = flops.model_copy(update={"per_output_token": None})
@@ -147,17 +144,7 @@ def build_result(
         engine=config.engine,
         engine_version=info.engine_version,
         engine_args=info.engine_args,
-        model=ModelIdentity(
-            name=config.task.model,
-            resolved=str(plan.model.path),
-            kind=plan.model.kind,
-            resolved_label=plan.model.label,
-            fingerprint=model_fingerprint(plan.model),
-            n_params=info.n_params,
-            n_non_embedding_params=info.n_non_embedding_params,
-            dtype=info.dtype,
-            device=info.device,
-        ),
+        model=_identity(plan, info),
         config=config,
         window=WindowResult(
             started_at=window.started_at,
@@ -177,23 +164,9 @@ def build_result(
             total_tokens_per_s=(n_in + n_out) / s,
             requests_per_s=len(reqs) / s,
         ),
-        latency=LatencyResult(
-            e2e=latency_stats([r.latency_ms for r in reqs]),
-            ttft=latency_stats([r.ttft_ms for r in reqs if r.ttft_ms is not None]),
-            itl=latency_stats([r.itl_ms for r in reqs if r.itl_ms is not None]),
-            definition=window.output.timing_definition,
-        ),
+        latency=_latency(window),
         energy=energy,
-        power=PowerResult(
-            mean_w=energy.total_j / s if energy.total_j is not None and s > 0 else None,
-            peak_w=view.peak_total_w(),
-            method=(
-                "mean: window energy / window duration; peak and per-device: the power trace"
-                if device_power
-                else "window energy / window duration (no power readings in the trace)"
-            ),
-            devices=device_power,
-        ),
+        power=_power(energy, view, s),
         warmup=warmup,
         flops=flops,
         memory=MemoryResult(
@@ -209,6 +182,45 @@ def build_result(
         # a window of several passes numbers its requests on: pass x n_prompts + prompt
         requests=tuple(request_record(r, prompt_ids[r.index % len(prompt_ids)]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
+    )
+
+
+def _identity(plan: Plan, info: ModelInfo) -> ModelIdentity:
+    return ModelIdentity(
+        name=plan.config.task.model,
+        resolved=str(plan.model.path),
+        kind=plan.model.kind,
+        resolved_label=plan.model.label,
+        fingerprint=model_fingerprint(plan.model),
+        n_params=info.n_params,
+        n_non_embedding_params=info.n_non_embedding_params,
+        dtype=info.dtype,
+        device=info.device,
+    )
+
+
+def _latency(window: Window) -> LatencyResult:
+    """Latency over every request of every pass; None where no request has the figure."""
+    reqs = window.output.requests
+    return LatencyResult(
+        e2e=latency_stats([r.latency_ms for r in reqs]),
+        ttft=latency_stats([r.ttft_ms for r in reqs if r.ttft_ms is not None]),
+        itl=latency_stats([r.itl_ms for r in reqs if r.itl_ms is not None]),
+        definition=window.output.timing_definition,
+    )
+
+
+def _power(energy: EnergyResult, view: TraceView, window_s: float) -> PowerResult:
+    device_power = view.device_power()
+    return PowerResult(
+        mean_w=energy.total_j / window_s if energy.total_j is not None and window_s > 0 else None,
+        peak_w=view.peak_total_w(),
+        method=(
+            "mean: window energy / window duration; peak and per-device: the power trace"
+            if device_power
+            else "window energy / window duration (no power readings in the trace)"
+        ),
+        devices=device_power,
     )
 
 

@@ -52,6 +52,7 @@ from llenergymeasure.testing.simulated_nvml_records import (
     ProcessInfo,
     SimulatedHandle,
     Utilization,
+    field_value,
 )
 
 __all__ = [
@@ -319,11 +320,11 @@ class SimulatedNvml:
     def nvmlDeviceGetFieldValues(
         self, handle: SimulatedHandle, field_ids: Sequence[int | tuple[int, int]]
     ) -> list[FieldValue]:
-        gpu = self._gpu(handle)
+        self._gpu(handle)
         t = self.now_s()
         with self._lock:
             physics = self._physics[handle.index]
-            return [_field(gpu, physics, requested, t) for requested in field_ids]
+            return [field_value(physics, requested, t) for requested in field_ids]
 
     def nvmlDeviceGetTemperature(self, handle: SimulatedHandle, sensor: int) -> int:
         self._gpu(handle)
@@ -344,8 +345,7 @@ class SimulatedNvml:
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: SimulatedHandle) -> int:
         return int(self._read(handle, GpuPhysics.reasons))
 
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: SimulatedHandle) -> int:
-        return int(self._read(handle, GpuPhysics.reasons))
+    nvmlDeviceGetCurrentClocksThrottleReasons = nvmlDeviceGetCurrentClocksEventReasons
 
     # --- internals -------------------------------------------------------------------
 
@@ -386,21 +386,3 @@ class SimulatedNvml:
         t = self.now_s()
         with self._lock:
             return reading(self._physics[handle.index], t)
-
-
-def _field(
-    gpu: SimulatedGpu, physics: GpuPhysics, requested: int | tuple[int, int], t: float
-) -> FieldValue:
-    """One field value, as NVML fills it: a return code per field, the value in its member."""
-    field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
-    value = FieldValue(field_id, scope, round(t * 1e6), 1000, 0, SimulatedNvml.NVML_SUCCESS)
-    reading = physics.field(field_id, t)
-    if reading is None:
-        value.nvmlReturn = SimulatedNvml.NVML_ERROR_NOT_SUPPORTED
-    elif isinstance(reading, float):
-        value.valueType = SimulatedNvml.NVML_VALUE_TYPE_UNSIGNED_INT
-        value.value.uiVal = round(reading * 1000)
-    else:
-        value.valueType = SimulatedNvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
-        value.value.ullVal = reading
-    return value

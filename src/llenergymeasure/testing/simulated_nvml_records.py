@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from llenergymeasure.testing.simulated_gpu import GpuPhysics
+
 __all__ = [
     "FieldValue",
     "ManualClock",
@@ -19,7 +21,11 @@ __all__ = [
     "SimulatedHandle",
     "Utilization",
     "Value",
+    "field_value",
 ]
+
+_SUCCESS, _NOT_SUPPORTED = 0, 3  # NVML_SUCCESS, NVML_ERROR_NOT_SUPPORTED
+_UNSIGNED_INT, _UNSIGNED_LONG_LONG = 1, 3  # NVML_VALUE_TYPE_*
 
 
 class ManualClock:
@@ -98,3 +104,19 @@ class FieldValue:
     valueType: int
     nvmlReturn: int
     value: Value = field(default_factory=Value)
+
+
+def field_value(physics: GpuPhysics, requested: int | tuple[int, int], t: float) -> FieldValue:
+    """One field value, as NVML fills it: a return code per field, the value in its member."""
+    field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
+    value = FieldValue(field_id, scope, round(t * 1e6), 1000, 0, _SUCCESS)
+    reading = physics.field(field_id, t)
+    if reading is None:
+        value.nvmlReturn = _NOT_SUPPORTED
+    elif isinstance(reading, float):
+        value.valueType = _UNSIGNED_INT
+        value.value.uiVal = round(reading * 1000)
+    else:
+        value.valueType = _UNSIGNED_LONG_LONG
+        value.value.ullVal = reading
+    return value
