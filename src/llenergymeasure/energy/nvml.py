@@ -111,7 +111,7 @@ class NvmlSampler:
             driver = nvml.driver_version()
         except EnergyError as err:
             return Availability(False, err.message)
-        except nvml.error as err:
+        except nvml.errors as err:
             return Availability(False, f"NVML error: {err}")
         finally:
             nvml.shutdown()
@@ -143,7 +143,7 @@ class NvmlSampler:
         except EnergyError:
             nvml.shutdown()
             raise
-        except nvml.error as err:
+        except nvml.errors as err:
             nvml.shutdown()
             raise EnergyError(f"NVML failed at the window's start: {err}") from err
         window = _Window(
@@ -265,7 +265,7 @@ class NvmlSampler:
         for gpu in window.gpus:
             try:
                 readings.append((gpu, gpu.reader.power_w(), None))
-            except window.nvml.error as err:
+            except window.nvml.errors as err:
                 readings.append((gpu, None, f"power read at {now_s - window.begin_s:.2f} s: {err}"))
         with window.lock:
             if window.closed and not final:

@@ -56,7 +56,8 @@ def text(value: object) -> str:
 
 
 class Nvml:
-    """One NVML module. ``error`` is its error root (``Exception`` if it names none)."""
+    """One NVML module. ``error`` is its error root (``Exception`` if it names none);
+    ``errors`` adds :class:`NvmlMissing`, for ``except`` clauses around any call."""
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -66,6 +67,8 @@ class Nvml:
         )
         not_supported = getattr(module, "NVMLError_NotSupported", None)
         self._not_supported = not_supported if isinstance(not_supported, type) else None
+        # what a call can fail with: NVML's own error, or a function the module lacks
+        self.errors: tuple[type[BaseException], ...] = (self.error, NvmlMissing)
 
     def has(self, name: str) -> bool:
         """Whether the module offers the function ``name``."""
@@ -82,7 +85,7 @@ class Nvml:
         """``name(*args)``, or None when the function is missing or NVML refuses."""
         try:
             return self.call(name, *args)
-        except (NvmlMissing, self.error):
+        except self.errors:
             return None
 
     def is_not_supported(self, err: BaseException) -> bool:
@@ -102,7 +105,7 @@ class Nvml:
 
     def shutdown(self) -> None:
         """``nvmlShutdown``, ignoring failure: whatever was read is already read."""
-        with contextlib.suppress(NvmlMissing, self.error):
+        with contextlib.suppress(*self.errors):
             self.call("nvmlShutdown")
 
     def field_values(self, handle: Any, field_ids: Sequence[int]) -> dict[int, float | None]:

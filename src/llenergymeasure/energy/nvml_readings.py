@@ -56,7 +56,7 @@ class GpuReader:
         try:
             if self._read_instant_w() is not None:
                 self.power_source = INSTANT
-        except nvml.error:
+        except nvml.errors:
             pass  # the power reads that follow say what is wrong with the GPU
         self._reason_fields = field_ids(nvml, REASON_COUNTERS)
 
@@ -86,7 +86,7 @@ class GpuReader:
             return {}
         try:
             values = self._nvml.field_values(self.gpu.handle, list(self._reason_fields.values()))
-        except self._nvml.error:
+        except self._nvml.errors:
             return {}
         found = {}
         for reason, field_id in self._reason_fields.items():

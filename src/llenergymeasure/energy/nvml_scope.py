@@ -88,8 +88,8 @@ def open_scope(
 ) -> tuple[list[ScopedGpu], list[str | None]]:
     """The GPUs in scope (NVML initialised) and the names of all GPUs (None: unreadable).
 
-    Raises :class:`EnergyError` when no GPU is in scope, and NVML's error when it
-    cannot count the GPUs or open one in scope.
+    Raises :class:`EnergyError` when no GPU is in scope, and NVML's error (or
+    :class:`NvmlMissing`) when it cannot count the GPUs or open their handles.
     """
     count = int(nvml.call("nvmlDeviceGetCount"))
     if count == 0:
@@ -110,8 +110,9 @@ def open_scope(
         ScopedGpu(
             index=i,
             handle=handles[i],
-            uuid=uuids[i] or text(nvml.call("nvmlDeviceGetUUID", handles[i])),
-            name=names[i] or text(nvml.call("nvmlDeviceGetName", handles[i])),
+            # an NVML that will not name a GPU still measures it; the index stands in
+            uuid=uuids[i] or f"GPU-nvml-index-{i}",
+            name=names[i] or "NVIDIA GPU (NVML gave no name)",
             cuda_device=f"cuda:{visible.index(i)}",
         )
         for i in indices

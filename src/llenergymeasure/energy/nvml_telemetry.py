@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from llenergymeasure.energy.nvml_api import NvmlMissing, load_nvml
+from llenergymeasure.energy.nvml_api import load_nvml
 from llenergymeasure.energy.nvml_readings import GpuReader, PowerSource
 from llenergymeasure.energy.nvml_scope import open_scope
 from llenergymeasure.energy.telemetry import DeviceSample
@@ -58,7 +58,7 @@ class NvmlTelemetry:
         except EnergyError:
             module.shutdown()
             raise
-        except (module.error, NvmlMissing) as err:
+        except module.errors as err:
             module.shutdown()
             raise EnergyError(f"NVML could not list the GPUs: {err}") from err
         self._nvml = module
@@ -93,7 +93,7 @@ class NvmlTelemetry:
                 energy_mj = reader.counter_mj()
                 if energy_mj is None:  # no counter on this GPU: stop asking
                     self._no_counter.add(reader.gpu.index)
-            except nvml.error:
+            except nvml.errors:
                 pass
         temperature = nvml.get(
             "nvmlDeviceGetTemperature", handle, _constant(nvml, "TEMPERATURE_GPU")
@@ -115,7 +115,7 @@ class NvmlTelemetry:
     def _try(self, read: Callable[[], float]) -> float | None:
         try:
             return read()
-        except self._nvml.error:
+        except self._nvml.errors:
             return None
 
     def _reason_bits(self, handle: Any) -> int | None:
