@@ -59,7 +59,8 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     assert estimated["domains"] == ["cpu:0"]
     assert estimated["total_j"] is None or estimated["total_j"] > 0  # never a made-up zero
     codes = {w["code"] for w in result["warnings"]}
-    assert "short_window" in codes
+    # a CPU window has no minimum; under 10 s it is warned about (a loaded host may take longer)
+    assert ("short_window" in codes) == (result["window"]["duration_s"] < 10.0)
     (run_dir,) = out.iterdir()
     (exp_dir,) = run_dir.iterdir()
     assert exp_dir.name.startswith("001_c1_smollm2-135m-transformers_")

@@ -70,7 +70,9 @@ def test_llem_run_engine_vllm_runs_in_the_vllm_environment(
     assert result["throughput"]["output_tokens_per_s"] > 0
     assert result["latency"]["definition"] == METRICS_TIMING
     assert result["latency"]["ttft"]["p50_ms"] > 0
-    assert result["energy"]["j_per_output_token"] is not None
+    # no energy counter on this host: the figure is the CPU estimate, apart from the headline
+    assert result["energy"]["total_j"] is None
+    assert result["energy"]["estimated"]["j_per_output_token"] is not None
     effective = result["engine_args"]["effective"]
     assert effective["enforce_eager"] == "True"
     assert effective["device"] == "cpu"

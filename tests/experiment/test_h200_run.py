@@ -17,6 +17,7 @@ from h200_run import Waits, run_h200
 
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.experiment.options import RunOptions
+from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.system.locks import DeviceLocks, runtime_dir
 from llenergymeasure.testing.h200 import h200, h200_nvml
 from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
@@ -100,6 +101,10 @@ def test_2_a_cpu_only_run_shows_its_estimate_apart_and_a_null_headline() -> None
     assert energy.estimated is not None and energy.estimated.domains == ("cpu:0",)
     assert energy.estimated.method == "estimated" and energy.estimated.confidence == "low"
     assert "estimated_energy" in codes(result) and "no_energy" not in codes(result)
+    # a study's summary of such runs: the estimate, labelled as one
+    metrics = HeadlineMetrics.of(result)
+    assert metrics.energy_method == "estimated"
+    assert metrics.j_per_output_token == energy.estimated.j_per_output_token
 
 
 # --- 3. a CUDA run whose NVML cannot be read fails in pre-flight --------------------------

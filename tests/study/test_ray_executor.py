@@ -344,7 +344,8 @@ def test_a_small_study_of_the_bundled_model_runs_on_the_cluster(
         data = json.loads((outcome.study_dir / f"{entry.result}/result.json").read_text())
         assert data["engine"] == "transformers"
         assert data["tokens"]["n_output_tokens"] > 0
-        assert data["energy"]["total_j"] > 0
+        # no energy counter on this host: the CPU estimate, beside a null measured total
+        assert data["energy"]["estimated"]["total_j"] > 0
 
 
 # ---------------------------------------------------------------- without a cluster
