@@ -69,8 +69,10 @@ def simulated_gpu(batch_size: int) -> SimulatedNvml:
         utilisation_pct=lambda t: min(100.0, 30.0 + 10.0 * batch_size),
         memory_used_mib=2_000.0 + 500.0 * batch_size,
         throttle_reasons=throttle,
+        # published continuously: these windows are shorter than a real counter's 100 ms step
+        update_period_s=None,
     )
-    return SimulatedNvml([gpu])
+    return SimulatedNvml([gpu], call_latency_s=0.0)
 
 
 def run_in_process(
