@@ -132,12 +132,12 @@ class HeadlineMetrics(_Frozen):
     @classmethod
     def of(cls, result: ExperimentResult) -> HeadlineMetrics:
         energy = result.energy
-        if energy.total_j is None and energy.estimated is not None:
+        per_token, total = energy.j_per_output_token, energy.total_j
+        method: str | None = energy.method
+        if total is None and energy.estimated is not None:
             # nothing measured (a host with no counter): the estimate, labelled as one
-            estimated = energy.estimated
-            per_token, total, method = estimated.j_per_output_token, estimated.total_j, "estimated"
-        else:
-            per_token, total, method = energy.j_per_output_token, energy.total_j, energy.method
+            per_token, total = energy.estimated.j_per_output_token, energy.estimated.total_j
+            method = energy.estimated.method
         return cls(
             output_tokens_per_s=result.throughput.output_tokens_per_s,
             j_per_output_token=per_token,
