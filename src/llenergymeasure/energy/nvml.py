@@ -130,7 +130,7 @@ class NvmlSampler:
                 hint="check the NVIDIA driver with `nvidia-smi`",
             ) from err
         environ = self._env()
-        try:
+        with nvml.shut_down_on_failure("NVML failed at the window's start"):
             gpus, all_names = open_scope(nvml, self.devices, environ)
             windows = [GpuWindow(GpuReader(nvml, gpu)) for gpu in gpus]
             driver = nvml.driver_version()
@@ -140,12 +140,6 @@ class NvmlSampler:
             # takes ~1 ms, and the figure is divided by this window's length
             for gpu_window in windows:
                 gpu_window.counter_start_mj = gpu_window.reader.counter_mj()
-        except EnergyError:
-            nvml.shutdown()
-            raise
-        except nvml.errors as err:
-            nvml.shutdown()
-            raise EnergyError(f"NVML failed at the window's start: {err}") from err
         window = _Window(
             nvml=nvml,
             gpus=windows,

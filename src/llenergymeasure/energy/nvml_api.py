@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -107,6 +108,19 @@ class Nvml:
         """``nvmlShutdown``, ignoring failure: whatever was read is already read."""
         with contextlib.suppress(*self.errors):
             self.call("nvmlShutdown")
+
+    @contextmanager
+    def shut_down_on_failure(self, what: str) -> Iterator[None]:
+        """Inside the block, a failure shuts NVML down; NVML's error becomes
+        ``EnergyError(f"{what}: {err}")``."""
+        try:
+            yield
+        except EnergyError:
+            self.shutdown()
+            raise
+        except self.errors as err:
+            self.shutdown()
+            raise EnergyError(f"{what}: {err}") from err
 
     def field_values(self, handle: Any, field_ids: Sequence[int]) -> dict[int, float | None]:
         """Each field's value (None where NVML refused it); all None without the function.

@@ -52,15 +52,9 @@ class NvmlTelemetry:
             module.init()
         except Exception as err:
             raise EnergyError(f"NVML could not initialise: {err}") from err
-        try:
+        with module.shut_down_on_failure("NVML could not list the GPUs"):
             gpus, _ = open_scope(module, devices, environ if environ is not None else os.environ)
             self._readers = [GpuReader(module, gpu) for gpu in gpus]
-        except EnergyError:
-            module.shutdown()
-            raise
-        except module.errors as err:
-            module.shutdown()
-            raise EnergyError(f"NVML could not list the GPUs: {err}") from err
         self._nvml = module
         self._open = True
         self._no_counter: set[int] = set()
