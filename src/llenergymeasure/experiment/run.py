@@ -104,7 +104,7 @@ def _measure(plan: Plan, options: RunOptions, reporter: Reporter, clock: _StepCl
     with ExitStack() as cleanup:  # released in reverse: trace, model, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
         cleanup.enter_context(locked_devices(plan, options, reporter))  # 3. the devices
-        with clock("baseline_s"), reporter.step("idle power, no CUDA context"):
+        with clock("baseline_s"), reporter.step("idle power before loading"):
             idle = take_idle_no_context(plan, reporter)
         with clock("load_s"), reporter.step("loading model"):  # 4. load
             model = cleanup.enter_context(closing(load_model(plan)))
