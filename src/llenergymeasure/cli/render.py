@@ -53,7 +53,7 @@ def result_table(result: ExperimentResult) -> Table:
         *[(f"  {d.domain}", _domain(d)) for d in e.domains if len(e.domains) > 1 or d.gap_pct],
         *_estimated_rows(result),
         ("energy adjusted for idle", _adjusted(result)),
-        ("energy per output token", _energy_j(e.j_per_output_token, 4)),
+        ("energy per output token", _per_token(result)),
         *([("CO2 gross / adjusted", _co2(result))] if e.co2_g is not None else []),
         (
             "mean / peak power",
@@ -102,6 +102,13 @@ def _headline(result: ExperimentResult, method: str) -> str:
     if e.total_j is None and e.estimated is not None:
         return "n/a (no measured domain on this host; the estimate is below, apart)"
     return f"{_energy_j(e.total_j)} on {' + '.join(measured) or 'no domain'} ({method})"
+
+
+def _per_token(result: ExperimentResult) -> str:
+    e = result.energy
+    if e.total_j is None and e.estimated is not None:
+        return "n/a (nothing measured; the estimate per output token is above)"
+    return _energy_j(e.j_per_output_token, 4)
 
 
 def _domain(d: DomainEnergy) -> str:
