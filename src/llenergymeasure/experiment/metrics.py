@@ -15,9 +15,10 @@ from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import ModelInfo, RequestOutput
 from llenergymeasure.engines.resolve import model_fingerprint
-from llenergymeasure.experiment.compute import flops_result
+from llenergymeasure.experiment.compute import compute_result, flops_result
 from llenergymeasure.experiment.energy_figures import energy_result
 from llenergymeasure.experiment.measurement import Window
+from llenergymeasure.experiment.phase_energy import phase_energy
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.trace_view import TraceView
 from llenergymeasure.experiment.validity import measurement_warnings
@@ -130,6 +131,7 @@ def build_result(
         baseline_note=baseline_note,
     )
     device_power = view.device_power()
+    compute = compute_result(info, reqs, window.output.batches, s)
     e2e = latency_stats([r.latency_ms for r in reqs]) or LatencyStats(
         mean_ms=0.0, p50_ms=0.0, p90_ms=0.0, p99_ms=0.0, n=0
     )
@@ -182,7 +184,7 @@ def build_result(
             devices=device_power,
         ),
         warmup=warmup,
-        flops=flops_result(info, n_in + n_out, n_out, s),
+        flops=flops_result(compute, info, n_in + n_out, n_out, s),
         memory=MemoryResult(
             peak_host_rss_mib=_peak_rss_mib(),
             peak_device_mib=window.peak_device_mib,
@@ -195,4 +197,6 @@ def build_result(
         warnings=tuple(measurement_warnings(window, energy, view, plan.warnings)),
         requests=tuple(request_record(r, prompt_ids[r.index]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
+        compute=compute,
+        phase_energy=phase_energy(energy, trace, window.output.batches, reqs),
     )

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.records.base import FrozenRecord
+from llenergymeasure.records.compute import ComputeResult, PhaseEnergyResult
 from llenergymeasure.records.energy import (
     Confidence,
     DeviceThermal,
@@ -193,6 +194,12 @@ class ExperimentResult(FrozenRecord):
     warnings: tuple[MeasurementWarning, ...] = ()
     requests: tuple[RequestRecord, ...] = ()
     methodology: Methodology = Methodology()
+    compute: ComputeResult | None = Field(
+        None, description="FLOPs by phase, MFU and decode MBU; None when the shape is unknown"
+    )
+    phase_energy: PhaseEnergyResult | None = Field(
+        None, description="window energy attributed to prefill and decode (method: attributed)"
+    )
     # The trace rows travel with the result in memory and are written to
     # timeseries.parquet, not into result.json.
     timeseries: tuple[dict[str, Any], ...] = Field(default=(), exclude=True, repr=False)
