@@ -17,6 +17,11 @@ left-padded batches, dtype, device, ``max_new_tokens`` and ``min_new_tokens`` (b
 * ``llem-off``: the same engine and window with no energy sampler and no trace running.
   ``llem/llem-off`` is what the energy sampler and the trace cost the engine.
 
+``--emulate-nvml-ms MS`` adds to the llem side's trace a simulated H200 read through llem's
+NVML telemetry source, every NVML call of which takes MS milliseconds with the GIL released
+(as a ctypes call into the driver does; ~1 ms on the H200 VM): on a host without a GPU it
+shows whether the trace's polling competes with the engine for the GIL.
+
 tokens/s = output tokens / timed seconds (llem: the window). Where NVML is readable each
 side also reports GPU J/token from NVML's energy counter (llem's sampler for ``llem``, the
 same sampler read around the loop for ``bare``). ``--profile DIR`` then profiles one batch of
@@ -36,6 +41,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -70,6 +76,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trace-interval-ms", type=int, default=100)
     parser.add_argument("--spine", action="store_true", help="llem side: whole run_experiment")
     parser.add_argument("--profile", type=Path, default=None, help="profile one batch per side")
+    parser.add_argument(
+        "--emulate-nvml-ms", type=float, default=0.0, help="trace a simulated GPU as well"
+    )
     return parser.parse_args(argv)
 
 
@@ -100,7 +109,7 @@ class LlemSide:
     """llem's engine loaded once; each call is one measured window, with or without the
     energy sampler and the power trace."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], emulate_nvml_ms: float = 0.0) -> None:
         from llenergymeasure.config.loading import validate_experiment
         from llenergymeasure.datasets import load_prompts
         from llenergymeasure.energy.registry import select_sampler
@@ -123,6 +132,12 @@ class LlemSide:
             tdp_source=tdp.source,
             devices=engine.devices(self.config),
         )
+        self.sources = list(self.selection.sources)
+        if emulate_nvml_ms > 0:
+            from llenergymeasure.energy.nvml import NvmlTelemetry
+
+            slow = SlowNvml(emulate_nvml_ms / 1000.0)
+            self.sources.append(NvmlTelemetry(["cuda:0"], nvml=slow, environ={}))
         self.achieved_rates: list[float] = []
 
     def run(self, *, measured: bool) -> Side:
@@ -134,7 +149,7 @@ class LlemSide:
 
         interval_ms = self.config.measurement.sample_interval_ms
         sampler = self.selection.sampler if measured else NoEnergySampler()
-        trace = PowerTrace(self.selection.sources if measured else [], interval_ms)
+        trace = PowerTrace(self.sources if measured else [], interval_ms)
         if measured:
             trace.start()
         try:
@@ -157,8 +172,29 @@ class LlemSide:
     def close(self) -> None:
         from llenergymeasure.energy.telemetry import close_sources
 
-        close_sources(self.selection.sources)
+        close_sources(self.sources)
         self.model.close()
+
+
+class SlowNvml:
+    """A simulated H200 behind NVML calls that each take ``call_s``, GIL released."""
+
+    def __init__(self, call_s: float) -> None:
+        from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
+
+        self._nvml = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-emulated", power_w=300.0)])
+        self._call_s = call_s
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._nvml, name)
+        if not (name.startswith("nvml") and callable(found)):
+            return found
+
+        def slow(*args: Any) -> Any:
+            time.sleep(self._call_s)  # releases the GIL, as the driver call does
+            return found(*args)
+
+        return slow
 
 
 def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
@@ -181,6 +217,29 @@ def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
         prof.export_chrome_trace(str(out / f"{name}.json"))
         print(f"--- profile: {name}, one batch (top 15 by self CPU time) ---")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"step marker: {_marker_cost_s(bare.model.device) * 1e6:.1f} µs of host time per step")
+
+
+def _marker_cost_s(device: Any, n_calls: int = 2000) -> float:
+    """Host time of one call of llem's per-step marker, as the engine sets it up."""
+    import torch
+
+    from llenergymeasure.engines.timing import EventStepClock, HostStepClock, StepClock
+    from llenergymeasure.engines.transformers import StepMarker
+
+    clock: StepClock = HostStepClock()
+    if device.type == "cuda":
+        clock = EventStepClock(lambda: torch.cuda.Event(enable_timing=True))
+    ids = torch.zeros((4, 16), dtype=torch.long, device=device)
+    marker = StepMarker(clock)
+    clock.start()
+    marker(ids, None)
+    began = time.perf_counter()
+    for _ in range(n_calls):
+        marker(ids, None)
+    spent_s = time.perf_counter() - began
+    clock.resolve([0])
+    return spent_s / n_calls
 
 
 def _energy_lines(reps: Reps) -> list[str]:
@@ -213,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             f"gpu_overhead: device={args.device} model={args.model} dtype={args.dtype} "
             f"batch_size={args.batch_size} n_prompts={args.n_prompts} "
             f"tokens={args.max_output_tokens} (min_new_tokens too) reps={args.reps} "
-            f"trace_interval_ms={args.trace_interval_ms} torch_threads={torch.get_num_threads()}"
+            f"trace_interval_ms={args.trace_interval_ms} emulate_nvml_ms={args.emulate_nvml_ms} "
+            f"torch_threads={torch.get_num_threads()}"
             f"; {load_average()}",
             flush=True,
         )
@@ -234,7 +294,7 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
         dtype=args.dtype,
         device="cuda:0" if args.device == "cuda" else "cpu",
     )
-    llem = LlemSide(config)
+    llem = LlemSide(config, args.emulate_nvml_ms)
     try:
         runs = {
             "llem": (lambda: run_llem(config)) if args.spine else (lambda: llem.run(measured=True)),

@@ -145,6 +145,9 @@ def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -
     # constant power: each phase's share is its share of the window's time
     assert split.prefill.energy_j == pytest.approx(200.0 * split.prefill.duration_s, rel=0.15)
     assert split.decode.energy_j == pytest.approx(200.0 * split.decode.duration_s, rel=0.15)
+    table = _text(result_table(result))
+    assert f"{100 * compute.mfu:,.2f} % / {100 * compute.mbu:,.2f} %" in table
+    assert "(attributed, counter; trace every 10 ms)" in table
     (run_dir,) = tmp_path.iterdir()
     (folder,) = run_dir.iterdir()
     assert load_result(folder).phase_energy == split

@@ -75,6 +75,7 @@ def result_table(result: ExperimentResult) -> Table:
             if result.flops is not None
             else []
         ),
+        *_compute_rows(result),
         ("peak host memory (RSS)", _num(result.memory.peak_host_rss_mib, "MiB", 0)),
         ("peak device memory", _num(result.memory.peak_device_mib, "MiB", 0)),
         ("warnings", ", ".join(w.code for w in result.warnings) or "none"),
@@ -82,6 +83,29 @@ def result_table(result: ExperimentResult) -> Table:
     for name, value in rows:
         table.add_row(name, escape(value))
     return table
+
+
+def _compute_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+    """FLOPs by phase, MFU/MBU, and the attributed energy per prefill and decode token."""
+    rows = []
+    c = result.compute
+    if c is not None:
+        rows.append(("prefill / decode FLOPs", f"{c.prefill.flops:,.3g} / {c.decode.flops:,.3g}"))
+        mfu = "n/a" if c.mfu is None else f"{100 * c.mfu:,.2f} %"
+        mbu = "n/a" if c.mbu is None else f"{100 * c.mbu:,.2f} %"
+        why = f" ({c.peak_note})" if c.peak_note else ""
+        rows.append(("MFU / decode MBU", f"{mfu} / {mbu}{why}"))
+    split = result.phase_energy
+    if split is not None:
+        rows.append(
+            (
+                "energy per prefill / decode token",
+                f"{_energy_j(split.prefill.j_per_token, 4)} / "
+                f"{_energy_j(split.decode.j_per_token, 4)} (attributed, "
+                f"{split.energy_method}; trace every {split.trace_interval_ms} ms)",
+            )
+        )
+    return rows
 
 
 def _domains(result: ExperimentResult) -> str:

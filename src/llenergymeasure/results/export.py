@@ -9,7 +9,8 @@ Columns, in this order (a value that was not measured is empty/null, never 0):
   ``config.transformers.batch_size``, ...;
 - metrics as dotted names: ``tokens.*``, ``throughput.*``, ``latency.e2e.p50_ms``,
   ``energy.total_j``, ``energy.j_per_output_token``, ``energy.baseline.power_w``,
-  ``power.*``, ``warmup.*``, ``flops.*``, ``memory.*``, ``timings.*``;
+  ``power.*``, ``warmup.*``, ``flops.*``, ``memory.*``, ``timings.*``, ``compute.*``
+  (FLOPs by phase, MFU, MBU), ``phase_energy.*`` (prefill/decode energy, attributed);
 - per energy domain ``energy.<domain>.energy_j`` / ``.method`` / ``.source``, per device
   ``power.<device>.mean_w`` ... and ``thermal.<device>.throttled_s`` ...;
 - the host: ``environment.hostname``, ``environment.cpu_model``, ``environment.gpus``, ...;
@@ -56,6 +57,8 @@ _METRIC_SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
     ("flops", frozenset({"method"})),
     ("memory", frozenset()),
     ("timings", frozenset()),
+    ("compute", frozenset({"method", "peak_note"})),
+    ("phase_energy", frozenset({"note"})),
 )
 _ENVIRONMENT_FIELDS = (
     "hostname",
