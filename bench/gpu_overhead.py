@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +56,7 @@ from harness import (
     model_folder,
     random_model,
     run_llem,
+    run_main,
 )
 
 TARGET = 0.97
@@ -324,9 +323,4 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:  # a measurement: report the failure, but never fail the caller
-        traceback.print_exc()
-        print("gpu overhead benchmark failed; no ratio", file=sys.stderr)
-    sys.exit(0)
+    run_main(main, "gpu overhead benchmark")

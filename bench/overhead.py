@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import traceback
 
-from harness import BareLoop, interleave, model_folder, run_llem
+from harness import BareLoop, interleave, model_folder, run_llem, run_main
 
 TARGET = 0.97
 MODEL = "smollm2-135m"
@@ -107,9 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:  # a measurement: report the failure, but never fail the caller
-        traceback.print_exc()
-        print("overhead benchmark failed; no ratio", file=sys.stderr)
-    sys.exit(0)
+    run_main(main, "overhead benchmark")

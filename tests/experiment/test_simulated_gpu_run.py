@@ -94,22 +94,10 @@ def _text(table: Table) -> str:
 
 
 def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -> None:
-    from llenergymeasure.engines.model_files import model_shape
+    from test_flops import SMOLLM2_135M
+
     from llenergymeasure.testing.fake_engine import FakeEngine
 
-    shape = model_shape(
-        {
-            "model_type": "llama",
-            "hidden_size": 576,
-            "intermediate_size": 1536,
-            "num_hidden_layers": 30,
-            "num_attention_heads": 9,
-            "num_key_value_heads": 3,
-            "head_dim": 64,
-            "vocab_size": 49152,
-            "tie_word_embeddings": True,
-        }
-    )
     gpu = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-bbb", power_w=200.0)])
     result = run_experiment(
         {
@@ -122,7 +110,7 @@ def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -
                 "sample_interval_ms": 10,
             },
         },
-        engine=FakeEngine(shape=shape, device_names=("NVIDIA H200",)),
+        engine=FakeEngine(shape=SMOLLM2_135M, device_names=("NVIDIA H200",)),
         sampler=NvmlSampler(["cuda:0"], nvml=gpu, environ={}),
         telemetry=[NvmlTelemetry(["cuda:0"], nvml=gpu, environ={}), ProcessTelemetry()],
         output_dir=tmp_path,
