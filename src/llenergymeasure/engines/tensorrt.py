@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, TensorRTConfig
+from llenergymeasure.config.engines import TensorRTConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,

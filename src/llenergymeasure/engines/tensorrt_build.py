@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, TensorRTConfig
+from llenergymeasure.config.engines import TensorRTConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.paths import cache_root
 from llenergymeasure.engines.model_files import ensure_converted, importable
 from llenergymeasure.engines.resolve import ResolvedModel

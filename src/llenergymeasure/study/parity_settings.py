@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llenergymeasure.config.models import (
-    ExperimentConfig,
-    TensorRTConfig,
-    TransformersConfig,
-    VLLMConfig,
-)
+from llenergymeasure.config.engines import TensorRTConfig, TransformersConfig, VLLMConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.records.result import ExperimentResult
 
 __all__ = ["Setting", "settings_of"]
