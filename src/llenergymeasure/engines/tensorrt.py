@@ -205,16 +205,7 @@ class TensorRTLoadedModel:
         runtime, runtime_shown = runtime_objects(config)
         built = build_or_load(config, folder, key, build=build, runtime=runtime, shown=build_shown)
         eos = eos_ids(folder, tokenizer)
-        pad = tokenizer.pad_token_id
-        if pad is None and eos:
-            pad = eos[0]
-        sampling = sampling_kwargs(
-            config,
-            end_id=eos[0] if eos else None,
-            pad_id=pad,
-            stop_token_ids=eos[1:],
-            seed_field=seed_field(SamplingParams),
-        )
+        sampling = _sampling(config, tokenizer, eos, SamplingParams)
         n_params, n_non_embedding = count_params(folder)
         section = config.tensorrt or TensorRTConfig()
         requested = section.dtype if section.dtype not in (None, "auto") else None
@@ -349,3 +340,20 @@ class TensorRTLoadedModel:
         shutdown = getattr(llm, "shutdown", None)
         if callable(shutdown):
             shutdown()
+
+
+def _sampling(
+    config: ExperimentConfig, tokenizer: Any, eos: list[int], sampling_params: Any
+) -> dict[str, Any]:
+    """``SamplingParams`` arguments: the first EOS ends a request, the rest stop it too, and
+    padding falls back to the EOS id when the tokenizer has no pad token."""
+    pad = tokenizer.pad_token_id
+    if pad is None and eos:
+        pad = eos[0]
+    return sampling_kwargs(
+        config,
+        end_id=eos[0] if eos else None,
+        pad_id=pad,
+        stop_token_ids=eos[1:],
+        seed_field=seed_field(sampling_params),
+    )

@@ -74,11 +74,7 @@ def chart(
         _MARGIN_TOP + len(legend_rows) * _LEGEND_ROW_PX,
         canvas.height - _MARGIN_BOTTOM,
     )
-    canvas.add(
-        f'<text class="title" x="{_f(width / 2)}" y="18" text-anchor="middle" '
-        f'font-weight="bold">{escape(title)}</text>'
-    )
-    _draw_legend(canvas, legend_rows, box.left)
+    _draw_title_and_legend(canvas, title, legend_rows, box.left)
     if empty:
         _draw_empty(canvas, box, empty_note)
         return _svg(canvas, title)
@@ -333,9 +329,13 @@ def _legend_rows(
     return rows
 
 
-def _draw_legend(
-    canvas: _Canvas, rows: list[list[tuple[str, str, bool, float]]], left: float
+def _draw_title_and_legend(
+    canvas: _Canvas, title: str, rows: list[list[tuple[str, str, bool, float]]], left: float
 ) -> None:
+    canvas.add(
+        f'<text class="title" x="{_f(canvas.width / 2)}" y="18" text-anchor="middle" '
+        f'font-weight="bold">{escape(title)}</text>'
+    )
     for r, row in enumerate(rows):
         y = _MARGIN_TOP + r * _LEGEND_ROW_PX
         for name, color, is_band, x in row:

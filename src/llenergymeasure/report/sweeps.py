@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from html import escape
+from typing import Literal
 
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.report.chart import chart
@@ -12,7 +14,7 @@ from llenergymeasure.report.markup import grid, html_table, number, param_text, 
 from llenergymeasure.report.svg import PALETTE, Series
 from llenergymeasure.results.collection import AggregateView
 
-__all__ = ["pareto_section", "sweep_plots"]
+__all__ = ["SweptAxis", "pareto_section", "sweep_plots"]
 
 
 _FRONT_COLOR = "#D55E00"
@@ -32,6 +34,45 @@ def sweep_plots(configs: Sequence[ConfigRuns], swept: Sequence[str]) -> str:
     return section("Against the swept parameters", grid(charts), "sweeps")
 
 
+@dataclass(frozen=True)
+class SweptAxis:
+    """Where each config sits along one swept parameter: its number, or its category."""
+
+    param: str
+    numbers: dict[str, float]
+    categories: list[str]
+
+    @classmethod
+    def of(cls, configs: Sequence[ConfigRuns], param: str) -> SweptAxis:
+        numbers = {
+            c.config_hash: float(v)
+            for c in configs
+            if isinstance(v := c.params[param], int | float) and not isinstance(v, bool)
+        }
+        numeric = len(numbers) == len(configs)
+        categories = [] if numeric else list(dict.fromkeys(str(c.params[param]) for c in configs))
+        return cls(param, numbers if numeric else {}, categories)
+
+    def x(self, config: ConfigRuns) -> float:
+        if not self.categories:
+            return self.numbers[config.config_hash]
+        return float(self.categories.index(str(config.params[self.param])))
+
+    def scale(self) -> Literal["linear", "log", "category"]:
+        """Log when the values are positive and span a factor of ten or more."""
+        if self.categories:
+            return "category"
+        values = list(self.numbers.values())
+        if values and min(values) > 0 and max(values) / min(values) >= 10:
+            return "log"
+        return "linear"
+
+    def ticks(self) -> list[float] | None:
+        """The swept values themselves as ticks, when there are few enough to read."""
+        distinct = sorted(set(self.numbers.values()))
+        return distinct if not self.categories and len(distinct) <= 12 else None
+
+
 def _sweep_chart(
     configs: Sequence[ConfigRuns],
     swept: Sequence[str],
@@ -42,19 +83,7 @@ def _sweep_chart(
     unit: str,
 ) -> str:
     having = [c for c in configs if c.params.get(param) is not None]
-    numbers = {
-        c.config_hash: float(v)
-        for c in having
-        if isinstance(v := c.params[param], int | float) and not isinstance(v, bool)
-    }
-    numeric = len(numbers) == len(having)
-    categories = [] if numeric else list(dict.fromkeys(str(c.params[param]) for c in having))
-
-    def x_of(c: ConfigRuns) -> float:
-        if numeric:
-            return numbers[c.config_hash]
-        return float(categories.index(str(c.params[param])))
-
+    axis = SweptAxis.of(having, param)
     others = [p for p in swept if p != param]
     groups: dict[str, list[ConfigRuns]] = {}
     for c in having:
@@ -62,58 +91,88 @@ def _sweep_chart(
         groups.setdefault(key, []).append(c)
     series: list[Series] = []
     for i, (key, members) in enumerate(groups.items()):
-        members.sort(key=x_of)
+        members.sort(key=axis.x)
         color = PALETTE[i % len(PALETTE)]
-        runs_x = [x_of(c) for c in members for r in c.runs]
-        runs_y = [read(r.result) for c in members for r in c.runs]
-        series.append(
-            Series(
-                "",
-                runs_x,
-                runs_y,
-                mode="markers",
-                color=color,
-                faint=True,
-                in_legend=False,
-                marker_r=2.5,
-            )
-        )
         aggs = [agg_of(c) for c in members]
-        series.append(
-            Series(
-                key or "mean ± 95 % CI",
-                [x_of(c) for c in members],
-                [a.mean for a in aggs],
-                color=color,
-                y_low=[a.ci95_low for a in aggs],
-                y_high=[a.ci95_high for a in aggs],
-                tooltips=[
-                    f"#{c.index} {c.label}: {plain(a.mean)} {unit}"
-                    for c, a in zip(members, aggs, strict=True)
-                ],
-            )
-        )
-    values = list(numbers.values()) if numeric else []
-    positive = bool(values) and min(values) > 0
-    log = positive and max(values) / min(values) >= 10
-    distinct = sorted(set(values))
+        series.extend(_group_series(members, axis, read, aggs, key, color, unit))
     return chart(
         series,
         title=f"{name} vs {param}",
         x_label=param,
         y_label=f"{name} ({unit})",
-        x_scale="category" if not numeric else ("log" if log else "linear"),
-        categories=categories,
-        x_ticks=distinct if numeric and len(distinct) <= 12 else None,
+        x_scale=axis.scale(),
+        categories=axis.categories,
+        x_ticks=axis.ticks(),
         y_from_zero=True,
         empty_note=f"no {name} figure in these runs",
     )
+
+
+def _group_series(
+    members: Sequence[ConfigRuns],
+    axis: SweptAxis,
+    read: Callable[[ExperimentResult], float | None],
+    aggs: Sequence[AggregateView],
+    key: str,
+    color: str,
+    unit: str,
+) -> tuple[Series, Series]:
+    """Every run as a faint marker, and the configs' means with their 95 % CIs."""
+    runs = Series(
+        "",
+        [axis.x(c) for c in members for _ in c.runs],
+        [read(r.result) for c in members for r in c.runs],
+        mode="markers",
+        color=color,
+        faint=True,
+        in_legend=False,
+        marker_r=2.5,
+    )
+    means = Series(
+        key or "mean ± 95 % CI",
+        [axis.x(c) for c in members],
+        [a.mean for a in aggs],
+        color=color,
+        y_low=[a.ci95_low for a in aggs],
+        y_high=[a.ci95_high for a in aggs],
+        tooltips=[
+            f"#{c.index} {c.label}: {plain(a.mean)} {unit}"
+            for c, a in zip(members, aggs, strict=True)
+        ],
+    )
+    return runs, means
 
 
 def pareto_section(configs: Sequence[ConfigRuns]) -> str:
     placed = [c for c in configs if c.jpt.mean is not None and c.tps.mean is not None]
     points = [(float(c.tps.mean or 0.0), float(c.jpt.mean or 0.0)) for c in placed]
     front = pareto_front(points)
+    rows = [
+        [
+            str(placed[i].index),
+            escape(placed[i].label),
+            number(points[i][0], "tok/s"),
+            number(points[i][1], "J"),
+        ]
+        for i in front
+    ]
+    table = (
+        html_table(["#", "config on the front", "output tokens/s", "J / output token"], rows)
+        if rows
+        else ""
+    )
+    note = (
+        '<p class="note">A config is on the front when no other config is both faster and '
+        "cheaper per token (config means across cycles).</p>"
+    )
+    svg = _pareto_chart(placed, points, front)
+    return section("Energy–throughput Pareto front", note + grid([svg]) + table, "pareto")
+
+
+def _pareto_chart(
+    placed: Sequence[ConfigRuns], points: Sequence[tuple[float, float]], front: Sequence[int]
+) -> str:
+    """Every run faint, the config means labelled, and the front joined by a line."""
     measured = [
         (x, y)
         for c in placed
@@ -148,7 +207,7 @@ def pareto_section(configs: Sequence[ConfigRuns]) -> str:
             tooltips=[f"#{placed[i].index} {placed[i].label}" for i in front],
         ),
     ]
-    svg = chart(
+    return chart(
         series,
         title="Energy per output token vs throughput",
         x_label="output tokens/s (tok/s), higher is better",
@@ -156,22 +215,3 @@ def pareto_section(configs: Sequence[ConfigRuns]) -> str:
         y_from_zero=True,
         empty_note="no config has both an energy and a throughput figure",
     )
-    rows = [
-        [
-            str(placed[i].index),
-            escape(placed[i].label),
-            number(points[i][0], "tok/s"),
-            number(points[i][1], "J"),
-        ]
-        for i in front
-    ]
-    table = (
-        html_table(["#", "config on the front", "output tokens/s", "J / output token"], rows)
-        if rows
-        else ""
-    )
-    note = (
-        '<p class="note">A config is on the front when no other config is both faster and '
-        "cheaper per token (config means across cycles).</p>"
-    )
-    return section("Energy–throughput Pareto front", note + grid([svg]) + table, "pareto")

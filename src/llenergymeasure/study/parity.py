@@ -307,25 +307,7 @@ def _agreement(
 ) -> OutputAgreement:
     k = FIRST_TOKENS_COMPARED
     pairs = _paired_runs(runs_a, runs_b)
-    n = same_inputs = first_k = full = 0
-    with_ids = 0
-    prompts_match = True
-    for run_a, run_b in pairs:
-        requests_b = {r.index: r for r in run_b.requests}
-        for req_a in run_a.requests:
-            req_b = requests_b.get(req_a.index)
-            if req_b is None:
-                continue
-            if req_b.prompt_id != req_a.prompt_id:
-                prompts_match = False
-                continue
-            n += 1
-            same_inputs += req_a.n_input_tokens == req_b.n_input_tokens
-            if req_a.output_sha256 is None or req_b.output_sha256 is None:
-                continue
-            with_ids += 1
-            first_k += req_a.first_token_ids[:k] == req_b.first_token_ids[:k]
-            full += req_a.output_sha256 == req_b.output_sha256
+    n, same_inputs, with_ids, first_k, full, prompts_match = _count_matches(pairs, k)
     share_inputs = same_inputs / n if n else None
     if n == 0:
         note = (
@@ -364,6 +346,32 @@ def _agreement(
         fully_identical=full / with_ids if comparable else None,
         input_tokens_identical=share_inputs,
     )
+
+
+def _count_matches(
+    pairs: Sequence[tuple[ExperimentResult, ExperimentResult]], k: int
+) -> tuple[int, int, int, int, int, bool]:
+    """Over requests of the same prompt in paired runs: (matched, same input length, with
+    token ids, first ``k`` ids identical, whole output identical, every prompt matched)."""
+    n = same_inputs = first_k = full = with_ids = 0
+    prompts_match = True
+    for run_a, run_b in pairs:
+        requests_b = {r.index: r for r in run_b.requests}
+        for req_a in run_a.requests:
+            req_b = requests_b.get(req_a.index)
+            if req_b is None:
+                continue
+            if req_b.prompt_id != req_a.prompt_id:
+                prompts_match = False
+                continue
+            n += 1
+            same_inputs += req_a.n_input_tokens == req_b.n_input_tokens
+            if req_a.output_sha256 is None or req_b.output_sha256 is None:
+                continue
+            with_ids += 1
+            first_k += req_a.first_token_ids[:k] == req_b.first_token_ids[:k]
+            full += req_a.output_sha256 == req_b.output_sha256
+    return n, same_inputs, with_ids, first_k, full, prompts_match
 
 
 def _paired_runs(
