@@ -223,8 +223,12 @@ def _marker_cost_s(device: Any, n_calls: int = 2000) -> float:
     """Host time of one call of llem's per-step marker, as the engine sets it up."""
     import torch
 
-    from llenergymeasure.engines.timing import EventStepClock, HostStepClock, StepClock
-    from llenergymeasure.engines.transformers import StepMarker
+    from llenergymeasure.engines.timing import (
+        EventStepClock,
+        HostStepClock,
+        StepClock,
+        StepMarker,
+    )
 
     clock: StepClock = HostStepClock()
     if device.type == "cuda":

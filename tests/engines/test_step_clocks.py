@@ -7,7 +7,12 @@ import time
 
 import pytest
 
-from llenergymeasure.engines.timing import EventStepClock, HostStepClock, requests_from_steps
+from llenergymeasure.engines.timing import (
+    EventStepClock,
+    HostStepClock,
+    StepMarker,
+    requests_from_steps,
+)
 from llenergymeasure.testing.simulated_cuda import SimulatedCudaDevice
 from llenergymeasure.testing.simulated_nvml import ManualClock
 
@@ -125,7 +130,6 @@ def test_the_step_marker_in_the_real_generate_records_one_event_per_token() -> N
 
     from llenergymeasure.engines.model_files import ensure_converted
     from llenergymeasure.engines.resolve import resolve_model
-    from llenergymeasure.engines.transformers import StepMarker
 
     folder = str(ensure_converted(resolve_model("smollm2-135m")))
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

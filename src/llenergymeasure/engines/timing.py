@@ -21,6 +21,7 @@ __all__ = [
     "EventStepClock",
     "HostStepClock",
     "StepClock",
+    "StepMarker",
     "requests_from_steps",
 ]
 
@@ -106,6 +107,28 @@ class EventStepClock:
         )
         self._events = []
         return BatchTiming(tuple(indices), self._start_s, steps)
+
+
+class StepMarker:
+    """A transformers stopping criterion that never stops: it tells a step clock about every
+    decoding step of ``generate``.
+
+    It must not wait for the device nor allocate per step: it runs inside the decode loop.
+    """
+
+    def __init__(self, clock: StepClock) -> None:
+        self._clock = clock
+        self._never: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        self._clock.step()
+        never = self._never
+        if never is None or never.shape[0] != input_ids.shape[0]:
+            import torch
+
+            never = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            self._never = never
+        return never
 
 
 STATIC_BATCH_TIMING = (

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, TransformersConfig
+from llenergymeasure.config.engines import TransformersConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     BatchTiming,
     GenerationOutput,
@@ -35,12 +36,13 @@ from llenergymeasure.engines.timing import (
     EventStepClock,
     HostStepClock,
     StepClock,
+    StepMarker,
     requests_from_steps,
 )
 from llenergymeasure.errors import EngineError
 from llenergymeasure.records.base import Availability
 
-__all__ = ["StepMarker", "TransformersEngine", "TransformersLoadedModel"]
+__all__ = ["TransformersEngine", "TransformersLoadedModel"]
 
 _MIB = 2**20
 _REQUIRED = ("torch", "transformers")
@@ -116,27 +118,6 @@ class _Batch:
     n_input_tokens: list[int]
 
 
-class StepMarker:
-    """A stopping criterion that never stops: it tells the step clock about every step.
-
-    It must not wait for the device nor allocate per step: it runs inside the decode loop.
-    """
-
-    def __init__(self, clock: StepClock) -> None:
-        self._clock = clock
-        self._never: Any = None
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        self._clock.step()
-        never = self._never
-        if never is None or never.shape[0] != input_ids.shape[0]:
-            import torch
-
-            never = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            self._never = never
-        return never
-
-
 class TransformersLoadedModel:
     """A transformers model and tokenizer held in memory."""
 
@@ -199,28 +180,8 @@ class TransformersLoadedModel:
         tokenizer.padding_side = "left"  # decoder-only: new tokens follow the real prompt end
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        n_params, n_non_embedding = _count_params(model)
-        shape = model_shape(model.config.to_dict(), (n for n, _ in model.named_parameters()))
         generate_kwargs = _generation_kwargs(config, tokenizer)
-        shown = {k: str(v) for k, v in kwargs.items() if k != "quantization_config"}
-        if "quantization_config" in kwargs:
-            shown["quantization_config"] = str(kwargs["quantization_config"].to_dict())
-        info = ModelInfo(
-            n_params=n_params,
-            n_non_embedding_params=n_non_embedding,
-            dtype=str(model.dtype).removeprefix("torch."),
-            device=str(model.device),
-            engine_version=dist_version("transformers"),
-            engine_args={
-                "from_pretrained": shown,
-                "generate": {k: str(v) for k, v in generate_kwargs.items()},
-                "torch_version": dist_version("torch"),
-            },
-            model_memory_mib=float(model.get_memory_footprint()) / _MIB,
-            notes=tuple(notes),
-            shape=shape,
-            device_names=_device_names(model),
-        )
+        info = _model_info(model, kwargs, generate_kwargs, notes)
         return cls(config, model, tokenizer, info, generate_kwargs)
 
     def encode(self, text: str) -> list[int]:
@@ -376,6 +337,32 @@ def _count_params(model: Any) -> tuple[int, int]:
     embedding = model.get_input_embeddings()
     excluded = sum(p.numel() for p in embedding.parameters()) if embedding is not None else 0
     return int(total), int(total - excluded)
+
+
+def _model_info(
+    model: Any, kwargs: dict[str, Any], generate_kwargs: dict[str, Any], notes: list[str]
+) -> ModelInfo:
+    """What was loaded, with which arguments, its shape and the devices it is on."""
+    n_params, n_non_embedding = _count_params(model)
+    shown = {k: str(v) for k, v in kwargs.items() if k != "quantization_config"}
+    if "quantization_config" in kwargs:
+        shown["quantization_config"] = str(kwargs["quantization_config"].to_dict())
+    return ModelInfo(
+        n_params=n_params,
+        n_non_embedding_params=n_non_embedding,
+        dtype=str(model.dtype).removeprefix("torch."),
+        device=str(model.device),
+        engine_version=dist_version("transformers"),
+        engine_args={
+            "from_pretrained": shown,
+            "generate": {k: str(v) for k, v in generate_kwargs.items()},
+            "torch_version": dist_version("torch"),
+        },
+        model_memory_mib=float(model.get_memory_footprint()) / _MIB,
+        notes=tuple(notes),
+        shape=model_shape(model.config.to_dict(), (n for n, _ in model.named_parameters())),
+        device_names=_device_names(model),
+    )
 
 
 def _device_names(model: Any) -> tuple[str, ...]:

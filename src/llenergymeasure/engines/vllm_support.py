@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, VLLMConfig
+from llenergymeasure.config.engines import VLLMConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import RequestOutput
 
 __all__ = [
