@@ -32,7 +32,13 @@ is >= 0.97. The script always exits 0: it measures, it does not test.
 Run from the repository root::
 
     .venv/bin/python bench/gpu_overhead.py --device cpu [--model smollm2-135m|random-135m|PATH]
-        [--batch-size 4] [--n-prompts 16] [--max-output-tokens 64] [--reps 3] [--threads 0]
+        [--batch-size 4] [--n-prompts 16] [--max-output-tokens 64] [--reps 3] [--threads N]
+
+On the CPU both sides run torch with one thread unless ``--threads`` says otherwise: with
+torch's default of one thread per core, any other process on the host stalls the thread
+pool and slows a side several-fold (20x was seen on a shared 2-core host), which swamps
+the few percent measured here. Each side also reports its tokens per CPU-second of this
+process, which other load moves far less than tokens per second.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from harness import (
     interleave,
     load_average,
     model_folder,
+    process_cpu_s,
     random_model,
     run_llem,
     run_main,
@@ -71,7 +78,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-output-tokens", type=int, default=64)
     parser.add_argument("--dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: 1 on cpu; 0: torch's)"
+    )
     parser.add_argument("--trace-interval-ms", type=int, default=100)
     parser.add_argument("--spine", action="store_true", help="llem side: whole run_experiment")
     parser.add_argument("--profile", type=Path, default=None, help="profile one batch per side")
@@ -151,10 +160,12 @@ class LlemSide:
         trace = PowerTrace(self.sources if measured else [], interval_ms)
         if measured:
             trace.start()
+        cpu0 = process_cpu_s()
         try:
             window = measure_window(self.model, self.prepared, sampler, NullReporter(), trace)
         finally:
             recorded = trace.stop()
+        cpu_s = process_cpu_s() - cpu0
         rate = recorded.achieved_rate(recorded.marks["window_start"], recorded.marks["window_end"])
         if measured and rate is not None:
             self.achieved_rates.append(rate)
@@ -166,6 +177,7 @@ class LlemSide:
             window.duration_s,
             per_batch,
             gpu_joules(window.energy) if measured else None,
+            cpu_s,
         )
 
     def close(self) -> None:
@@ -263,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    if args.threads is None:
+        # On a CPU another process stalls torch's thread pool (one thread per core) and
+        # slows a side several-fold, far more than the overhead measured here; one thread
+        # only loses its share of a core.
+        args.threads = 1 if args.device == "cpu" else 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="llem-gpu-overhead-"))

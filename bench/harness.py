@@ -56,6 +56,7 @@ class Side:
     seconds: float
     per_batch_s: list[float] = field(default_factory=list)
     gpu_j: float | None = None
+    cpu_s: float | None = None  # this process's CPU seconds over the timed section
     cpu_mine: float = 0.0
     cpu_others: float | None = None
 
@@ -181,6 +182,7 @@ class BareLoop:
             self.synchronize()
             if energy is not None:
                 energy.begin()
+            cpu0 = process_cpu_s()
             t0 = time.perf_counter()
             for input_ids, mask in self.batches:
                 tb = time.perf_counter()
@@ -188,11 +190,12 @@ class BareLoop:
                 self.synchronize()
                 per_batch.append(time.perf_counter() - tb)
             seconds = time.perf_counter() - t0
+            cpu_s = process_cpu_s() - cpu0
             reading = energy.end() if energy is not None else None
         n_tokens = sum(
             count_real(row, self.eos) for width, out in outputs for row in out[:, width:].tolist()
         )
-        return Side(n_tokens / seconds, n_tokens, seconds, per_batch, gpu_joules(reading))
+        return Side(n_tokens / seconds, n_tokens, seconds, per_batch, gpu_joules(reading), cpu_s)
 
 
 def run_llem(config: Mapping[str, Any]) -> Side:
@@ -227,12 +230,12 @@ class Contention:
     """CPU use of this process and of everything else on the host, over one call (Linux)."""
 
     def __init__(self) -> None:
-        self._start = (time.perf_counter(), _process_cpu_s(), _host_busy_s())
+        self._start = (time.perf_counter(), process_cpu_s(), _host_busy_s())
 
     def stop(self) -> tuple[float, float | None]:
         """Mean cores used by this process, and by all other processes (None if unknown)."""
         wall = time.perf_counter() - self._start[0]
-        mine = (_process_cpu_s() - self._start[1]) / wall
+        mine = (process_cpu_s() - self._start[1]) / wall
         host_end = _host_busy_s()
         if host_end is None or self._start[2] is None:
             return mine, None
@@ -281,6 +284,17 @@ class Reps:
             )
         else:
             lines.append(f"no quiet rep for {a}/{b} (others <= {QUIET_OTHERS_CORES} cores)")
+        per_cpu = [
+            (r[a].n_tokens / r[a].cpu_s) / (r[b].n_tokens / r[b].cpu_s)
+            for r in self.reps
+            if r[a].cpu_s and r[b].cpu_s
+        ]
+        if per_cpu:
+            # CPU time moves far less than wall time with other load on the host.
+            lines.append(
+                f"median {a}/{b} ratio of tokens per CPU-second of this process: "
+                f"{statistics.median(per_cpu):.3f} ({len(per_cpu)} reps)"
+            )
         if any(r[a].n_tokens != r[b].n_tokens for r in self.reps):
             lines.append(
                 f"WARNING: output token counts differed between {a} and {b}: NOT like-for-like"
@@ -312,7 +326,7 @@ def interleave(runs: Mapping[str, Callable[[], Side]], reps: int) -> Reps:
     return result
 
 
-def _process_cpu_s() -> float:
+def process_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
 
