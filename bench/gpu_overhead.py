@@ -17,6 +17,10 @@ left-padded batches, dtype, device, ``max_new_tokens`` and ``min_new_tokens`` (b
 * ``llem-off``: the same engine and window with no energy sampler and no trace running.
   ``llem/llem-off`` is what the energy sampler and the trace cost the engine.
 
+``--same-model`` gives the bare loop the engine's loaded model rather than a copy of its own,
+so that the two sides run on the very same weights in memory (two copies of a model can run
+a few percent apart on a CPU).
+
 ``--emulate-nvml-ms MS`` adds to the llem side's trace a simulated H200 read through llem's
 NVML telemetry source, every NVML call of which takes MS milliseconds with the GIL released
 (as a ctypes call into the driver does; ~1 ms on the H200 VM): on a host without a GPU it
@@ -83,6 +87,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--trace-interval-ms", type=int, default=100)
     parser.add_argument("--spine", action="store_true", help="llem side: whole run_experiment")
+    parser.add_argument(
+        "--same-model", action="store_true", help="bare side: generate with llem's loaded model"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="profile one batch per side")
     parser.add_argument(
         "--emulate-nvml-ms", type=float, default=0.0, help="trace a simulated GPU as well"
@@ -304,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace, folder: Path) -> None:
-    config = _config(args, folder)
+    llem = LlemSide(_config(args, folder), args.emulate_nvml_ms)
     bare = BareLoop(
         folder,
         n_prompts=args.n_prompts,
@@ -313,11 +320,14 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
         min_new_tokens=args.max_output_tokens,
         dtype=args.dtype,
         device="cuda:0" if args.device == "cuda" else "cpu",
+        # the engine's own transformers model: one copy of the weights for both sides
+        model=llem.model._model if args.same_model else None,
     )
-    llem = LlemSide(config, args.emulate_nvml_ms)
     try:
         runs = {
-            "llem": (lambda: run_llem(config)) if args.spine else (lambda: llem.run(measured=True)),
+            "llem": (lambda: run_llem(_config(args, folder)))
+            if args.spine
+            else (lambda: llem.run(measured=True)),
             "bare": lambda: bare.run(llem.selection.sampler),
             "llem-off": lambda: llem.run(measured=False),
         }

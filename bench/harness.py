@@ -102,7 +102,11 @@ def random_model(name: str, out: Path) -> Path:
 
 
 class BareLoop:
-    """The bare side: model, tokenizer and batches built once, outside any timing."""
+    """The bare side: model, tokenizer and batches built once, outside any timing.
+
+    ``model`` is an already loaded transformers model to generate with instead of loading
+    one from ``folder`` (to compare the two sides on the very same weights in memory).
+    """
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class BareLoop:
         min_new_tokens: int | None = None,
         dtype: str = "float32",
         device: str | None = None,
+        model: Any = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -125,7 +130,7 @@ class BareLoop:
 
         quiet_transformers()
         extra = {"device_map": device} if device else {}
-        self.model = AutoModelForCausalLM.from_pretrained(
+        self.model = model or AutoModelForCausalLM.from_pretrained(
             str(folder), dtype=getattr(torch, dtype), **extra
         )
         self.model.eval()
