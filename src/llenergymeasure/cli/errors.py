@@ -9,6 +9,7 @@ from llenergymeasure.errors import (
     LlemError,
     PreflightError,
     ResultError,
+    ServerError,
     StudyError,
 )
 
@@ -19,11 +20,13 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Config and pre-flight problems are the user's to fix before anything runs (2);
+# Config and pre-flight problems are the user's to fix before anything runs (2), and so is a
+# server that cannot be reached, speaks another API or dies under load (2);
 # failures while running are runtime errors (1).
 EXIT_CODES: dict[type[LlemError], int] = {
     ConfigError: EXIT_USAGE,
     PreflightError: EXIT_USAGE,
+    ServerError: EXIT_USAGE,
     EngineError: EXIT_RUNTIME,
     EnergyError: EXIT_RUNTIME,
     StudyError: EXIT_RUNTIME,

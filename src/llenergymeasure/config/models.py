@@ -6,22 +6,23 @@ against itself, never against the host (that is pre-flight's job).
 
 from __future__ import annotations
 
-import types
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
+
+from llenergymeasure.config.base import NumbersNotBooleans
+from llenergymeasure.config.serving import ServingConfig
 
 __all__ = [
     "ENGINE_NAMES",
     "GPU_MIN_WINDOW_S",
+    "MODES",
     "SAMPLING_PRESETS",
     "BaselineConfig",
     "DatasetConfig",
@@ -39,6 +40,10 @@ __all__ = [
 
 EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
 ENGINE_NAMES: tuple[str, ...] = ("transformers", "vllm", "tensorrt", "fake")
+Mode = Literal["offline", "serving"]
+MODES: tuple[str, ...] = ("offline", "serving")
+# Engines whose OpenAI-compatible server llem can launch (`serving.server: launch`).
+_SERVABLE_ENGINES = ("vllm",)
 EnergySamplerName = Literal["auto", "nvml", "zeus", "rapl", "codecarbon", "estimate", "none"]
 DatasetOrder = Literal["interleaved", "grouped", "shuffled"]
 SamplingPreset = Literal["deterministic", "standard", "creative", "factual"]
@@ -51,46 +56,6 @@ SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
     "creative": {"do_sample": True, "temperature": 1.0, "top_p": 0.95, "top_k": 100},
     "factual": {"do_sample": True, "temperature": 0.3, "top_p": 0.85, "top_k": 20},
 }
-
-
-def _is_number(annotation: Any) -> bool:
-    """True for ``int``, ``float``, a Literal of numbers, or an optional/union of those."""
-    if annotation in (int, float):
-        return True
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return any(
-            isinstance(arg, int | float) and not isinstance(arg, bool)
-            for arg in get_args(annotation)
-        )
-    if origin in (Union, types.UnionType):
-        return any(_is_number(arg) for arg in get_args(annotation))
-    return False
-
-
-class NumbersNotBooleans(BaseModel):
-    """Numeric fields refuse booleans.
-
-    YAML reads ``yes``/``true`` as booleans and pydantic's lax mode would turn them into
-    1, so ``n_prompts: true`` would silently run one prompt. Numbers stay lax otherwise
-    (an int is a valid float; ``"8"`` is a valid int).
-    """
-
-    _number_fields: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        cls._number_fields = frozenset(
-            name for name, f in cls.model_fields.items() if _is_number(f.annotation)
-        )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name in cls._number_fields:
-            raise ValueError(f"expected a number, got the boolean `{str(value).lower()}`")
-        return value
 
 
 class _Strict(NumbersNotBooleans):
@@ -410,6 +375,9 @@ class ExperimentConfig(_Strict):
     """One experiment: a model, a workload, an engine, and how to measure it."""
 
     task: TaskConfig = TaskConfig()
+    mode: Mode = Field(
+        "offline", description="offline: generate over the prompt set; serving: load a server"
+    )
     engine: EngineName = "transformers"
     transformers: TransformersConfig | None = None
     vllm: VLLMConfig | None = None
@@ -417,6 +385,9 @@ class ExperimentConfig(_Strict):
     fake: FakeConfig | None = None
     measurement: MeasurementConfig = MeasurementConfig()
     sampling_preset: SamplingPreset | None = None
+    serving: ServingConfig | None = Field(
+        None, description="mode: serving only: the server and the load (see docs/serving.md)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -459,6 +430,34 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 f"section {listed} does not match `engine: {self.engine}`; "
                 f"remove it or set `engine: {others[0]}`"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serving_section_of_serving_mode(cls, data: Any) -> Any:
+        # Filled in, so that the resolved config (and its hash) says how the load ran.
+        if isinstance(data, dict) and data.get("mode") == "serving" and data.get("serving") is None:
+            return {**data, "serving": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _serving_fits_mode(self) -> ExperimentConfig:
+        if self.mode == "offline":
+            if self.serving is not None:
+                raise ValueError("the `serving:` section needs `mode: serving`")
+            return self
+        serving = self.serving or ServingConfig()
+        if serving.server == "launch" and self.engine not in _SERVABLE_ENGINES:
+            raise ValueError(
+                f"`mode: serving` launches the engine's server, which llem can do for "
+                f"{', '.join(f'`engine: {e}`' for e in _SERVABLE_ENGINES)}, not `engine: "
+                f"{self.engine}`; or measure a running server with `serving.endpoint: URL`"
+            )
+        if self.task.dataset.source == "synthetic":
+            raise ValueError(
+                "`mode: serving` sends prompt texts; use the built-in set or a .jsonl file, "
+                "not `synthetic`"
             )
         return self
 
