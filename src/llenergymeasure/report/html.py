@@ -25,6 +25,7 @@ from typing import Any
 from llenergymeasure.records.atomic import atomic_write_text
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.records.timeseries import THROTTLE_MASK
+from llenergymeasure.report.serving import serving_section
 from llenergymeasure.report.svg import PALETTE, Band, Rule, Series, chart, downsample
 from llenergymeasure.results.collection import (
     AggregateView,
@@ -109,6 +110,7 @@ def render_report(results: ResultSet, runs: Sequence[RunResult]) -> str:
         _summary(results, runs),
         _config_table(results, configs, swept),
         _sweep_plots(configs, swept),
+        serving_section(runs),
         _pareto(configs),
         _traces(runs),
         _runs_table(results, runs),
