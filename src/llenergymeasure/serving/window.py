@@ -5,7 +5,8 @@ mean in-flight count over the last L seconds differs from its mean over the L se
 before by at most max(0.5, 10 %, √mean) requests, with L = max(1 s, the median
 end-to-end latency so far): one request's lifetime is how long the in-flight count
 takes to settle after the load changes (Little's law). The tolerance is the noise of a
-Poisson count, so that a steady random load still counts as steady.
+Poisson count, so that a steady random load still counts as steady; a count that rose by
+more than 0.5 over each of the last two spans is still ramping, however slowly.
 
 A load that never settles (offered load above what the server can serve) still gets a
 window: it starts at the *deadline*, ``min(period - min_window_s, period / 2)``, so that
@@ -81,4 +82,11 @@ class SteadyStateDetector:
         if recent is None or before is None:
             return False
         tolerance = max(_ABSOLUTE_TOLERANCE, _RELATIVE_TOLERANCE * before, math.sqrt(before))
-        return abs(recent - before) <= tolerance
+        if abs(recent - before) > tolerance:
+            return False
+        # Still climbing over three spans is a load outgrowing the server, however slowly.
+        earlier = mean_between(self.samples, now_s - 3 * span_s, now_s - 2 * span_s)
+        rising = (
+            earlier is not None and min(recent - before, before - earlier) > _ABSOLUTE_TOLERANCE
+        )
+        return not rising

@@ -108,8 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, settings: FakeServerSettings) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, settings: FakeServerSettings, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.settings = settings
         self.n_requests = 0
         self._lock = threading.Lock()
@@ -168,3 +168,21 @@ class FakeOpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m llenergymeasure.testing.fake_openai_server --port N``: serve until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--itl-ms", type=float, default=20.0)
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    args = parser.parse_args(argv)
+    settings = FakeServerSettings(itl_ms=args.itl_ms, ttft_ms=args.ttft_ms)
+    server = _Server(settings, port=args.port)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
