@@ -185,8 +185,13 @@ def warm_up(plan: ServingPlan, server: Server, reporter: Reporter) -> WarmupResu
                         time.perf_counter,
                     )  # fmt: skip
                 except (NotOpenAIError, RequestFailedError) as err:
+                    what = (
+                        "does not stream as the OpenAI API does"
+                        if isinstance(err, NotOpenAIError)
+                        else "failed a warm-up request"
+                    )
                     raise ServerError(
-                        f"a warm-up request to {server.api_url} failed: {err}",
+                        f"the server at {server.api_url} {what}: {err}",
                         hint="check that the server serves the OpenAI API and the model "
                         f"`{server.info.model}`",
                     ) from err
