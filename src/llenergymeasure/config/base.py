@@ -1,13 +1,14 @@
-"""The base of every config model: numeric fields refuse booleans."""
+"""What every config model shares: unknown keys refused, frozen, and numbers that refuse
+booleans."""
 
 from __future__ import annotations
 
 import types
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-__all__ = ["NumbersNotBooleans"]
+__all__ = ["NumbersNotBooleans", "StrictModel"]
 
 
 def _is_number(annotation: Any) -> bool:
@@ -48,3 +49,7 @@ class NumbersNotBooleans(BaseModel):
         if isinstance(value, bool) and info.field_name in cls._number_fields:
             raise ValueError(f"expected a number, got the boolean `{str(value).lower()}`")
         return value
+
+
+class StrictModel(NumbersNotBooleans):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

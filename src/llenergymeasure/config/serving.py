@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from llenergymeasure.config.models import NumbersNotBooleans
+from llenergymeasure.config.base import StrictModel
 
 __all__ = [
     "ARRIVAL_PROCESSES",
@@ -37,11 +37,7 @@ ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "gamma", "constant", "closed")
 DEFAULT_DURATION_S = 60.0
 
 
-class _Strict(NumbersNotBooleans):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class LaunchConfig(_Strict):
+class LaunchConfig(StrictModel):
     """How llem starts the engine's server (``server: launch``)."""
 
     port: int | None = Field(
@@ -60,7 +56,7 @@ class LaunchConfig(_Strict):
     )
 
 
-class ArrivalConfig(_Strict):
+class ArrivalConfig(StrictModel):
     """When requests arrive: an open-loop process at ``rate``, or ``n_users`` closed-loop users."""
 
     process: ArrivalProcess = "poisson"
@@ -105,7 +101,7 @@ class ArrivalConfig(_Strict):
         return self
 
 
-class SLOConfig(_Strict):
+class SLOConfig(StrictModel):
     """Latency targets; a request meets the SLO when it meets every target that is set."""
 
     ttft_ms: float | None = Field(None, gt=0.0, allow_inf_nan=False)
@@ -123,7 +119,7 @@ class SLOConfig(_Strict):
         return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
 
 
-class ServingConfig(_Strict):
+class ServingConfig(StrictModel):
     """The ``serving:`` section of ``mode: serving``."""
 
     server: Literal["launch", "endpoint"] = Field(

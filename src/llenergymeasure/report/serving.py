@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from html import escape
 
 from llenergymeasure.records.result import ExperimentResult
-from llenergymeasure.report.svg import PALETTE, Rule, Series, chart
+from llenergymeasure.report.chart import chart
+from llenergymeasure.report.markup import grid, html_table, number, section
+from llenergymeasure.report.svg import PALETTE, Rule, Series
 from llenergymeasure.results.collection import RunResult
 
 __all__ = ["FOLLOWS_SHARE", "ServingPoint", "saturation_rate", "serving_points", "serving_section"]
@@ -116,16 +118,9 @@ def serving_section(runs: Sequence[RunResult]) -> str:
     if not points:
         return ""
     saturated = saturation_rate(points)
-    return (
-        '<section id="serving"><h2>Serving: energy and latency under load</h2>'
-        + _note(points, saturated)
-        + '<div class="grid">'
-        + _energy_latency_chart(points)
-        + _goodput_chart(points, saturated)
-        + "</div>"
-        + _table(points)
-        + "</section>"
-    )
+    charts = grid([_energy_latency_chart(points), _goodput_chart(points, saturated)])
+    body = _note(points, saturated) + charts + _table(points)
+    return section("Serving: energy and latency under load", body, "serving")
 
 
 def _note(points: Sequence[ServingPoint], saturated: float | None) -> str:
@@ -191,32 +186,27 @@ def _goodput_chart(points: Sequence[ServingPoint], saturated: float | None) -> s
     )
 
 
-def _cell(value: float | None, spec: str = ",.3g") -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _table(points: Sequence[ServingPoint]) -> str:
     header = [
         "config", "runs", "offered req/s", "achieved req/s", "goodput req/s",
         "J / request", "TTFT p90 ms", "inter-token p50 ms",
     ]  # fmt: skip
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{escape(c)}</td>"
-            for c in (
-                p.label,
-                str(p.n_runs),
-                _cell(p.offered_per_s),
-                _cell(p.achieved_per_s),
-                _cell(p.goodput_per_s),
-                _cell(p.j_per_request),
-                _cell(p.ttft_p90_ms),
-                _cell(p.itl_p50_ms),
-            )
-        )
-        + "</tr>"
+    rows = [
+        [
+            escape(p.label),
+            str(p.n_runs),
+            *(
+                number(v)
+                for v in (
+                    p.offered_per_s,
+                    p.achieved_per_s,
+                    p.goodput_per_s,
+                    p.j_per_request,
+                    p.ttft_p90_ms,
+                    p.itl_p50_ms,
+                )
+            ),
+        ]
         for p in points
-    )
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    return f'<table class="serving"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    ]
+    return html_table(header, rows, "serving")
