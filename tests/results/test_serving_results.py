@@ -103,3 +103,16 @@ def test_the_saturation_point_is_the_last_rate_the_throughput_followed() -> None
     assert saturation_rate(points) == 2
     assert saturation_rate([_point(1, 0.5)]) is None
     assert saturation_rate([_point(1, 1.0), _point(2, 2.0)]) == 2
+
+
+def test_the_study_summary_table_shows_the_serving_headline(serving_study: Path) -> None:
+    from rich.console import Console
+
+    from llenergymeasure.cli.study import summary_table
+    from llenergymeasure.study.models import StudyResult
+
+    result = StudyResult.model_validate_json((serving_study / "study_result.json").read_text())
+    console = Console(record=True, width=200)
+    console.print(summary_table(result))
+    text = console.export_text()
+    assert "J/request (serving)" in text and "goodput req/s (serving)" in text

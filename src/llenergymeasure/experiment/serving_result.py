@@ -261,7 +261,7 @@ def serving_warnings(serving: ServingResult) -> list[MeasurementWarning]:
     if not window.meets_min_window:
         found.append(
             MeasurementWarning(
-                code="short_window",
+                code="below_min_window",
                 message=(
                     f"the steady-state window is {window.duration_s:.1f} s, under "
                     f"measurement.min_window_s ({window.min_window_s:g} s)"

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -154,7 +153,9 @@ class LaunchedServer:
 
     def start(self) -> LaunchedServer:
         """Start the server (not yet healthy: see :meth:`wait_ready`)."""
-        output: IO[bytes] | int = sys.stderr.fileno()
+        # Without a log file, the server writes to this process's stderr (fd 2: in a study's
+        # child that is the run's log), never to stdout, which may carry llem's JSON.
+        output: IO[bytes] | int = 2
         handle = None
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
