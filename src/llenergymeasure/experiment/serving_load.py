@@ -154,60 +154,56 @@ def _body_maker(plan: ServingPlan, server: Server) -> Callable[[str], dict[str, 
 
 
 def warm_up(plan: ServingPlan, server: Server, reporter: Reporter) -> WarmupResult:
-    """Requests one after another: ``n_warmup`` of them, and on a GPU for the thermal floor.
+    """Requests one after another: ``n_warmup`` of them, and on a GPU on through the thermal
+    floor (the device stays busy, it does not cool before the window).
 
     The first answer also shows whether the server streams as the OpenAI API does.
     """
     config = plan.config.measurement.warmup
-    floor_s = max(config.thermal_floor_s, GPU_MIN_THERMAL_FLOOR_S) if plan.on_gpu else 0.0
-    if not config.enabled:
-        return WarmupResult(
-            n_runs=0,
-            mode="disabled",
-            converged=None,
-            final_cv=None,
-            duration_s=0.0,
-            thermal_floor_s=0.0,
-        )
-    make_body = _body_maker(plan, server)
+    n_wanted = config.n_warmup if config.enabled else 0
+    on_gpu = plan.on_gpu and config.enabled
+    floor_s = max(config.thermal_floor_s, GPU_MIN_THERMAL_FLOOR_S) if on_gpu else 0.0
     started = time.perf_counter()
 
     async def run() -> int:
         done = 0
         async with new_client(plan.serving.request_timeout_s) as client:
-            reporter.start_progress(config.n_warmup, "warm-up")
-            while done < config.n_warmup or time.perf_counter() - started < floor_s:
-                prompt = plan.prompts[done % len(plan.prompts)]
-                record = InFlight(index=done, prompt_id=prompt.id, scheduled_s=None)
-                try:
-                    await stream_request(
-                        client, server.api_url, plan.serving.api, make_body(prompt.text), record,
-                        time.perf_counter,
-                    )  # fmt: skip
-                except (NotOpenAIError, RequestFailedError) as err:
-                    what = (
-                        "does not stream as the OpenAI API does"
-                        if isinstance(err, NotOpenAIError)
-                        else "failed a warm-up request"
-                    )
-                    raise ServerError(
-                        f"the server at {server.api_url} {what}: {err}",
-                        hint="check that the server serves the OpenAI API and the model "
-                        f"`{server.info.model}`",
-                    ) from err
+            reporter.start_progress(n_wanted, "warm-up")
+            while done < n_wanted or time.perf_counter() - started < floor_s:
+                await _warmup_request(plan, server, client, done)
                 done += 1
                 reporter.advance(done)
         return done
 
-    n_runs = asyncio.run(run())
+    n_runs = asyncio.run(run()) if config.enabled else 0
     return WarmupResult(
         n_runs=n_runs,
-        mode="fixed",
+        mode="fixed" if config.enabled else "disabled",
         converged=None,
         final_cv=None,
         duration_s=time.perf_counter() - started,
         thermal_floor_s=floor_s,
     )
+
+
+async def _warmup_request(plan: ServingPlan, server: Server, client: Any, index: int) -> None:
+    prompt = plan.prompts[index % len(plan.prompts)]
+    record = InFlight(index=index, prompt_id=prompt.id, scheduled_s=None)
+    body = _body_maker(plan, server)(prompt.text)
+    try:
+        await stream_request(
+            client, server.api_url, plan.serving.api, body, record, time.perf_counter
+        )
+    except (NotOpenAIError, RequestFailedError) as err:
+        what = (
+            "does not stream as the OpenAI API does"
+            if isinstance(err, NotOpenAIError)
+            else "failed a warm-up request"
+        )
+        raise ServerError(
+            f"the server at {server.api_url} {what}: {err}",
+            hint=f"check that the server serves the OpenAI API and the model `{server.info.model}`",
+        ) from err
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from llenergymeasure._version import tool_version
 from llenergymeasure.config.hashing import measurement_config_hash
@@ -24,7 +25,7 @@ from llenergymeasure.experiment.trace_view import TraceView
 from llenergymeasure.experiment.validity import measurement_warnings
 from llenergymeasure.records.atomic import atomic_write_text
 from llenergymeasure.records.base import LatencyStats
-from llenergymeasure.records.energy import PowerResult
+from llenergymeasure.records.energy import EnergyResult, PowerResult
 from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.records.result import (
     ExperimentResult,
@@ -44,6 +45,7 @@ from llenergymeasure.records.serving import (
     SERVING_TIMING,
     ServingRequestRecord,
     ServingResult,
+    SteadyWindow,
 )
 from llenergymeasure.serving.load import LoadRecord
 from llenergymeasure.serving.metrics import (
@@ -76,17 +78,14 @@ def build_serving_result(
 ) -> ExperimentResult:
     """The ExperimentResult of a serving run: standard sections over the steady-state
     window, and the serving section with the load's own figures."""
-    config = plan.config
     requests = finished_records(driven.record, plan.serving.slo, count_tokens)
     window = steady_window(
         driven.record, requests, started_at=driven.load_started_at, min_window_s=plan.min_window_s
     )
-    seconds = window.duration_s
-    n_out = round(window.n_output_tokens)
     measured = Window(
         started_at=window.started_at,
         ended_at=window.ended_at,
-        duration_s=seconds,
+        duration_s=window.duration_s,
         output=GenerationOutput(requests=(), timing_definition=SERVING_TIMING),
         energy=driven.energy,
         peak_device_mib=None,
@@ -94,21 +93,58 @@ def build_serving_result(
     energy = energy_result(
         measured,
         plan.sampler_reason,
-        n_output_tokens=n_out,
+        n_output_tokens=round(window.n_output_tokens),
         n_requests=window.n_completed,
-        config=config,
+        config=plan.config,
         baseline=baseline,
         baseline_note=baseline_note,
     )
+    serving = _serving(plan, server, driven, requests, window, energy, warmup)
     view = TraceView.of(trace)
-    latency = serving_latency(requests)
-    n_in = sum(
-        r.n_input_tokens or 0
-        for r in requests
-        if r.done_s is not None and window.start_s <= r.done_s < window.end_s
+    warnings = (
+        *measurement_warnings(measured, energy, view, plan.warnings),
+        *serving_warnings(serving),
     )
-    mean_w = energy.total_j / seconds if energy.total_j is not None and seconds > 0 else None
-    serving = ServingResult(
+    return ExperimentResult(
+        **_identity(plan, window),
+        config=plan.config,
+        window=WindowResult(
+            started_at=window.started_at, ended_at=window.ended_at, duration_s=window.duration_s
+        ),
+        **_figures(plan, serving),
+        energy=energy,
+        power=PowerResult(
+            mean_w=serving.mean_power_w,
+            peak_w=view.peak_total_w(),
+            method="mean: window energy / window duration; peak and per-device: the power trace",
+            devices=view.device_power(),
+        ),
+        warmup=warmup,
+        timings=timings,
+        environment=environment,
+        thermal=view.thermal(),
+        trace=view.summary(),
+        warnings=warnings,
+        methodology=Methodology(window=SERVING_METHODOLOGY_WINDOW),
+        mode="serving",
+        serving=serving,
+        timeseries=tuple(trace.to_rows()),
+    )
+
+
+def _serving(
+    plan: ServingPlan,
+    server: Server,
+    driven: Driven,
+    requests: tuple[ServingRequestRecord, ...],
+    window: SteadyWindow,
+    energy: EnergyResult,
+    warmup: WarmupResult,
+) -> ServingResult:
+    """The serving section: rates, window, latencies, goodput and energy per request."""
+    seconds = window.duration_s
+    total = energy.total_j
+    return ServingResult(
         server=server.info,
         api=plan.serving.api,
         arrival=arrival_summary(
@@ -119,78 +155,70 @@ def build_serving_result(
             scheduled_rate_per_s=plan.schedule.rate_per_s if plan.schedule else None,
         ),
         window=window,
-        latency=latency,
+        latency=serving_latency(requests),
         goodput=goodput(requests, plan.serving.slo, window),
         queueing=driven.queueing,
         requests_per_s=window.n_completed / seconds if seconds > 0 else 0.0,
         output_tokens_per_s=window.n_output_tokens / seconds if seconds > 0 else 0.0,
         j_per_request=energy.j_per_request,
         j_per_output_token=(
-            energy.total_j / window.n_output_tokens
-            if energy.total_j is not None and window.n_output_tokens > 0
+            total / window.n_output_tokens
+            if total is not None and window.n_output_tokens > 0
             else None
         ),
-        mean_power_w=mean_w,
+        mean_power_w=total / seconds if total is not None and seconds > 0 else None,
         n_failed=sum(r.error is not None for r in requests),
         n_warmup_requests=warmup.n_runs,
         requests=requests,
     )
+
+
+def _identity(plan: ServingPlan, window: SteadyWindow) -> dict[str, Any]:
+    """Who ran what: the experiment id, hashes, engine and model."""
+    config_hash = measurement_config_hash(plan.config)
+    launched = plan.serving.server == "launch"
+    return {
+        "experiment_id": f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
+        "measurement_config_hash": config_hash,
+        "tool_version": tool_version(),
+        "engine": plan.config.engine if launched else "endpoint",
+        "engine_version": None,
+        "model": _model_identity(plan, _model_info(plan)),
+    }
+
+
+def _figures(plan: ServingPlan, serving: ServingResult) -> dict[str, Any]:
+    """Tokens, throughput, latency, FLOPs and memory over the window."""
+    window, seconds = serving.window, serving.window.duration_s
+    n_in = sum(
+        r.n_input_tokens or 0
+        for r in serving.requests
+        if r.done_s is not None and window.start_s <= r.done_s < window.end_s
+    )
+    n_out = round(window.n_output_tokens)
     info = _model_info(plan)
-    config_hash = measurement_config_hash(config)
-    return ExperimentResult(
-        experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
-        measurement_config_hash=config_hash,
-        tool_version=tool_version(),
-        engine=config.engine if plan.serving.server == "launch" else "endpoint",
-        engine_version=None,
-        engine_args={"server_command": list(server.info.command)},
-        model=_identity(plan, info),
-        config=config,
-        window=WindowResult(
-            started_at=window.started_at, ended_at=window.ended_at, duration_s=seconds
-        ),
-        tokens=TokenCounts(
+    latency = serving.latency
+    return {
+        "engine_args": {"server_command": list(serving.server.command)},
+        "tokens": TokenCounts(
             n_prompts=len(plan.prompts),
             n_completed=window.n_completed,
             n_input_tokens=n_in,
             n_output_tokens=n_out,
         ),
-        throughput=ThroughputResult(
+        "throughput": ThroughputResult(
             output_tokens_per_s=serving.output_tokens_per_s,
             total_tokens_per_s=(n_in + window.n_output_tokens) / seconds if seconds > 0 else 0.0,
             requests_per_s=serving.requests_per_s,
         ),
-        latency=LatencyResult(
-            e2e=latency.e2e or _ZERO,
-            ttft=latency.ttft,
-            itl=latency.itl,
-            definition=SERVING_TIMING,
+        "latency": LatencyResult(
+            e2e=latency.e2e or _ZERO, ttft=latency.ttft, itl=latency.itl, definition=SERVING_TIMING
         ),
-        energy=energy,
-        power=PowerResult(
-            mean_w=mean_w,
-            peak_w=view.peak_total_w(),
-            method="mean: window energy / window duration; peak and per-device: the power trace",
-            devices=view.device_power(),
-        ),
-        warmup=warmup,
-        flops=flops_result(info, n_in + n_out, n_out, seconds),
-        memory=MemoryResult(
+        "flops": flops_result(info, n_in + n_out, n_out, seconds),
+        "memory": MemoryResult(
             peak_host_rss_mib=None, peak_device_mib=None, model_memory_mib=info.model_memory_mib
         ),
-        timings=timings,
-        environment=environment,
-        thermal=view.thermal(),
-        trace=view.summary(),
-        warnings=(
-            *measurement_warnings(measured, energy, view, plan.warnings),
-            *serving_warnings(serving),
-        ),
-        methodology=Methodology(window=SERVING_METHODOLOGY_WINDOW),
-        mode="serving",
-        serving=serving,
-        timeseries=tuple(trace.to_rows()),
-    )
+    }
 
 
 def _period_s(plan: ServingPlan, record: LoadRecord) -> float:
@@ -215,7 +243,7 @@ def _model_info(plan: ServingPlan) -> ModelInfo:
     return ModelInfo(n_params, n_non_embedding, dtype, device, None, model_memory_mib=memory)
 
 
-def _identity(plan: ServingPlan, info: ModelInfo) -> ModelIdentity:
+def _model_identity(plan: ServingPlan, info: ModelInfo) -> ModelIdentity:
     model = plan.model
     return ModelIdentity(
         name=plan.model_name,
