@@ -76,20 +76,13 @@ def build_serving_result(
     trace: Trace,
     count_tokens: TokenCounter | None,
 ) -> ExperimentResult:
-    """The ExperimentResult of a serving run: standard sections over the steady-state
-    window, and the serving section with the load's own figures."""
+    """The ExperimentResult of a serving run: the standard sections over the window,
+    and the serving section with the load's own figures."""
     requests = finished_records(driven.record, plan.serving.slo, count_tokens)
     window = steady_window(
         driven.record, requests, started_at=driven.load_started_at, min_window_s=plan.min_window_s
     )
-    measured = Window(
-        started_at=window.started_at,
-        ended_at=window.ended_at,
-        duration_s=window.duration_s,
-        output=GenerationOutput(requests=(), timing_definition=SERVING_TIMING),
-        energy=driven.energy,
-        peak_device_mib=None,
-    )
+    measured = _measured(window, driven)
     energy = energy_result(
         measured,
         plan.sampler_reason,
@@ -101,34 +94,51 @@ def build_serving_result(
     )
     serving = _serving(plan, server, driven, requests, window, energy, warmup)
     view = TraceView.of(trace)
-    warnings = (
-        *measurement_warnings(measured, energy, view, plan.warnings),
-        *serving_warnings(serving),
-    )
     return ExperimentResult(
         **_identity(plan, window),
         config=plan.config,
         window=WindowResult(
-            started_at=window.started_at, ended_at=window.ended_at, duration_s=window.duration_s
+            started_at=measured.started_at,
+            ended_at=measured.ended_at,
+            duration_s=measured.duration_s,
         ),
         **_figures(plan, serving),
         energy=energy,
-        power=PowerResult(
-            mean_w=serving.mean_power_w,
-            peak_w=view.peak_total_w(),
-            method="mean: window energy / window duration; peak and per-device: the power trace",
-            devices=view.device_power(),
-        ),
+        power=_power(serving, view),
         warmup=warmup,
         timings=timings,
         environment=environment,
         thermal=view.thermal(),
         trace=view.summary(),
-        warnings=warnings,
+        warnings=(
+            *measurement_warnings(measured, energy, view, plan.warnings),
+            *serving_warnings(serving),
+        ),
         methodology=Methodology(window=SERVING_METHODOLOGY_WINDOW),
         mode="serving",
         serving=serving,
         timeseries=tuple(trace.to_rows()),
+    )
+
+
+def _power(serving: ServingResult, view: TraceView) -> PowerResult:
+    return PowerResult(
+        mean_w=serving.mean_power_w,
+        peak_w=view.peak_total_w(),
+        method="mean: window energy / window duration; peak and per-device: the power trace",
+        devices=view.device_power(),
+    )
+
+
+def _measured(window: SteadyWindow, driven: Driven) -> Window:
+    """The steady-state window as the offline spine's Window, for its energy and warnings."""
+    return Window(
+        started_at=window.started_at,
+        ended_at=window.ended_at,
+        duration_s=window.duration_s,
+        output=GenerationOutput(requests=(), timing_definition=SERVING_TIMING),
+        energy=driven.energy,
+        peak_device_mib=None,
     )
 
 
