@@ -132,3 +132,19 @@ def test_a_server_dying_mid_run_fails_the_run_and_keeps_the_partial_data(
     data = json.loads(partial.read_text())
     assert data["complete"] is False and data["reason"]
     assert any(r["done_s"] is not None for r in data["requests"])  # what finished is kept
+
+
+def test_every_request_failing_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeOpenAIServer(status=500) as server:
+        serving = {"endpoint": server.url, "arrival": {"rate": 5}, "duration_s": 1}
+        config = _config(tmp_path, serving)
+        data = yaml.safe_load(config.read_text())
+        data["measurement"]["warmup"] = {"enabled": False}
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        code, _, err = _run(["run", str(config), "-o", str(tmp_path / "r")], capsys)
+    assert code == 2
+    line = _one_error_line(err)
+    assert "every request failed" in line and "HTTP 500" in line
+    assert list((tmp_path / "r").glob("*/partial.json"))

@@ -54,3 +54,18 @@ def test_a_request_body_streams_with_usage_and_keeps_the_extras() -> None:
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["max_tokens"] == 8 and body["temperature"] == 0.0
     assert request_body("completions", "m", "hi", max_tokens=1, extra={})["prompt"] == "hi"
+
+
+def test_run_sync_works_inside_a_running_event_loop() -> None:
+    import asyncio
+
+    from llenergymeasure.serving.client import run_sync
+
+    async def answer() -> int:
+        return 42
+
+    async def notebook() -> int:  # a notebook's cell runs inside a loop
+        return run_sync(answer())
+
+    assert run_sync(answer()) == 42
+    assert asyncio.run(notebook()) == 42

@@ -112,15 +112,27 @@ def _run_dir(plan: ServingPlan, output_dir: Path | str | None) -> Path | None:
 def _drive(plan: ServingPlan, server: Server, trace: PowerTrace, run_dir: Path | None) -> Driven:
     """The load; when it stops early, keep what it recorded and fail the run."""
     try:
-        return drive_load(plan, server, trace)
+        driven = drive_load(plan, server, trace)
     except LoadAbortedError as err:
-        records = finished_records(err.record, plan.serving.slo)
-        where = write_partial(records, err.reason, run_dir)
-        raise ServerError(
-            f"{err.reason}; the run failed after {len(records)} requests, and what they "
-            f"recorded is kept, marked incomplete, in {where}",
-            hint="see the server's log" if server.launched is not None else None,
-        ) from err
+        raise _failed(plan, server, err.record, err.reason, run_dir) from err
+    requests = driven.record.requests
+    if requests and not any(r.completed for r in requests):
+        first = next((r.error for r in requests if r.error), "no answer")
+        raise _failed(plan, server, driven.record, f"every request failed ({first})", run_dir)
+    return driven
+
+
+def _failed(
+    plan: ServingPlan, server: Server, record: LoadRecord, reason: str, run_dir: Path | None
+) -> ServerError:
+    """The run's error, once what the load recorded is kept in partial.json."""
+    records = finished_records(record, plan.serving.slo)
+    where = write_partial(records, reason, run_dir)
+    return ServerError(
+        f"{reason}; the run failed after {len(records)} requests, and what they recorded "
+        f"is kept, marked incomplete, in {where}",
+        hint="see the server's log" if server.launched is not None else None,
+    )
 
 
 def _write(result: ExperimentResult, run_dir: Path) -> Path:

@@ -7,7 +7,6 @@ edges of the steady-state window; the trace gets a mark at each edge, and the se
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from llenergymeasure.serving.client import (
     load_clock,
     new_client,
     request_body,
+    run_sync,
     stream_request,
 )
 from llenergymeasure.serving.load import LoadRecord, LoadSpec, ServerWatch, WindowHooks, run_load
@@ -175,7 +175,7 @@ def warm_up(plan: ServingPlan, server: Server, reporter: Reporter) -> WarmupResu
                 reporter.advance(done)
         return done
 
-    n_runs = asyncio.run(run()) if config.enabled else 0
+    n_runs = run_sync(run()) if config.enabled else 0
     return WarmupResult(
         n_runs=n_runs,
         mode="fixed" if config.enabled else "disabled",
@@ -271,4 +271,4 @@ def drive_load(plan: ServingPlan, server: Server, trace: PowerTrace) -> Driven:
             end: Histogram | None = readings.get("end")
             return Driven(record, readings["energy"], started_at, queueing_delay(start, end))
 
-    return asyncio.run(run())
+    return run_sync(run())

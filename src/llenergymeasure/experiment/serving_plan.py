@@ -9,7 +9,6 @@ own CPU time is not the server's energy).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.serving.arrivals import Schedule, arrival_schedule
-from llenergymeasure.serving.client import check_endpoint, new_client
+from llenergymeasure.serving.client import check_endpoint, new_client, run_sync
 from llenergymeasure.serving.server import check_port_free, listening_pid, process_tree_cpu_time_s
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import gpu_warnings, list_gpus
@@ -169,7 +168,7 @@ def _served_model(config: ExperimentConfig, serving: ServingConfig) -> str:
         async with new_client(10.0) as client:
             return await check_endpoint(client, serving.endpoint or "")
 
-    names = asyncio.run(listed())
+    names = run_sync(listed())
     if config.task.model in names or (len(names) == 1 and names[0] != ""):
         return config.task.model if config.task.model in names else names[0]
     raise PreflightError(

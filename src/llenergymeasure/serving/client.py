@@ -9,11 +9,13 @@ imported inside functions only: importing llenergymeasure must stay light.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from llenergymeasure.errors import ServerError
 
@@ -31,10 +33,12 @@ __all__ = [
     "new_client",
     "parse_chunk",
     "request_body",
+    "run_sync",
     "stream_request",
 ]
 
 Api = Literal["chat", "completions"]
+_T = TypeVar("_T")
 _PATHS: dict[str, str] = {"chat": "/chat/completions", "completions": "/completions"}
 
 
@@ -255,6 +259,17 @@ class EndpointWatch:
         except ServerError as err:
             return f"the server stopped answering: {err.message}"
         return None
+
+
+def run_sync(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from synchronous code: with ``asyncio.run``, or, where
+    an event loop already runs in this thread (a notebook), on a fresh loop in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llem-load") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def load_clock(origin_s: float) -> Callable[[], float]:

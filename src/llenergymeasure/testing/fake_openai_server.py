@@ -32,6 +32,7 @@ class FakeServerSettings:
     n_tokens: int = 16
     usage: bool = True  # send the usage chunk
     openai: bool = True  # False: answer JSON that is not an OpenAI stream
+    status: int = 200  # another status: every completion request fails with it
     stop_after_requests: int | None = None  # close the listening socket after this many
 
 
@@ -60,6 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count_request()
         if not settings.openai:
             self._json({"result": "this is not the OpenAI API"})
+            return
+        if settings.status != 200:
+            self._json({"error": {"message": "the fake server fails"}}, status=settings.status)
             return
         chat = self.path.endswith("/chat/completions")
         n = min(int(body.get("max_tokens") or settings.n_tokens), settings.n_tokens)
