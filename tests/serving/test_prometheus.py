@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llenergymeasure.serving.prometheus import histogram_quantile, parse_histogram, queueing_delay
+from llenergymeasure.serving.prometheus import parse_histogram, quantile_at_most, queueing_delay
 
 TEXT = """# HELP vllm:request_queue_time_seconds Histogram of time spent in WAITING phase
 # TYPE vllm:request_queue_time_seconds histogram
@@ -28,14 +28,22 @@ def test_the_histogram_is_read_and_the_window_is_the_difference_of_two_scrapes()
     assert delay is not None
     assert delay.n == 10
     assert delay.mean_ms == pytest.approx(500.0)  # 5 s over 10 requests
-    # 4 of 10 under 100 ms, 6 between 100 ms and 1 s: the median is a sixth into that bucket
-    assert delay.p50_ms == pytest.approx(100 + 900 * (1 / 6))
+    # 4 of 10 under 100 ms, 6 between 100 ms and 1 s: the median is at most 1 s
+    assert delay.p50_at_most_ms == pytest.approx(1000.0)
+    assert delay.p99_at_most_ms == pytest.approx(1000.0)
 
 
-def test_a_quantile_beyond_the_last_finite_bucket_is_its_bound() -> None:
-    histogram = parse_histogram(_text(0, 0, 0.0), "vllm:request_queue_time_seconds")
-    assert histogram is not None
-    assert histogram_quantile(0.5, histogram) is None  # nothing observed
+def test_a_quantile_has_no_bound_in_the_last_bucket_or_without_observations() -> None:
+    empty = parse_histogram(_text(0, 0, 0.0), "vllm:request_queue_time_seconds")
+    assert empty is not None and quantile_at_most(0.5, empty) is None
+    slow = parse_histogram(
+        _text(0, 0, 0.0)
+        .replace('le="+Inf",model_name="m"} 0', 'le="+Inf",model_name="m"} 5')
+        .replace('_count{engine="0",model_name="m"} 0', '_count{engine="0",model_name="m"} 5'),
+        "vllm:request_queue_time_seconds",
+    )
+    assert slow is not None and slow.count == 5
+    assert quantile_at_most(0.5, slow) is None  # above 1 s: no upper bound
 
 
 def test_a_server_without_the_metric_has_no_queueing_figure() -> None:

@@ -115,10 +115,12 @@ class QueueingDelay(FrozenRecord):
 
     source: str
     n: int
-    mean_ms: float | None
-    p50_ms: float | None = Field(description="from histogram buckets (linear within a bucket)")
-    p90_ms: float | None
-    p99_ms: float | None
+    mean_ms: float | None = Field(description="exact: the histogram's sum / count")
+    p50_at_most_ms: float | None = Field(
+        description="upper bound: the bound of the bucket the median falls in"
+    )
+    p90_at_most_ms: float | None
+    p99_at_most_ms: float | None
 
 
 class GoodputResult(FrozenRecord):

@@ -3,8 +3,8 @@
 vLLM's histogram ``vllm:request_queue_time_seconds`` counts, per request, the time from
 its arrival in the engine to its first scheduling. Scraped at both edges of the window,
 the difference of the two scrapes covers the requests that left the queue inside the
-window: its mean is exact (sum / count), its percentiles are read from the buckets as
-Prometheus's ``histogram_quantile`` does (linear within a bucket).
+window: its mean is exact (sum / count); of its percentiles the buckets give only upper
+bounds (the bound of the bucket each falls in).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 __all__ = [
     "QUEUE_METRIC",
     "Histogram",
-    "histogram_quantile",
     "parse_histogram",
+    "quantile_at_most",
     "queueing_delay",
     "scrape_histogram",
 ]
@@ -83,20 +83,20 @@ def parse_histogram(text: str, name: str) -> Histogram | None:
     return Histogram(tuple(sorted(buckets.items())), total, count)
 
 
-def histogram_quantile(q: float, histogram: Histogram) -> float | None:
-    """The ``q`` quantile (0..1) read from cumulative buckets; None with no observation."""
+def quantile_at_most(q: float, histogram: Histogram) -> float | None:
+    """An upper bound of the ``q`` quantile (0..1): the bound of the bucket that holds it.
+
+    None with no observation, or when it lies in the last bucket (no upper bound). A
+    histogram cannot say where inside a bucket its quantile lies; interpolating inside
+    (as Prometheus's ``histogram_quantile`` does) would invent a figure.
+    """
     if histogram.count <= 0 or not histogram.buckets:
         return None
     target = q * histogram.count
-    lower, below = 0.0, 0.0
     for le, cumulative in histogram.buckets:
         if cumulative >= target:
-            if math.isinf(le):
-                return lower  # beyond the last finite bound: all that is known
-            share = (target - below) / (cumulative - below) if cumulative > below else 0.0
-            return lower + (le - lower) * share
-        lower, below = le, cumulative
-    return lower
+            return None if math.isinf(le) else le
+    return None
 
 
 def queueing_delay(start: Histogram | None, end: Histogram | None) -> QueueingDelay | None:
@@ -105,15 +105,15 @@ def queueing_delay(start: Histogram | None, end: Histogram | None) -> QueueingDe
         return None
     window = end.minus(start)
     n = round(window.count)
-    quantiles = [histogram_quantile(q, window) for q in (0.5, 0.9, 0.99)]
-    p50, p90, p99 = (None if v is None else v * 1000.0 for v in quantiles)
+    bounds = [quantile_at_most(q, window) for q in (0.5, 0.9, 0.99)]
+    p50, p90, p99 = (None if v is None else v * 1000.0 for v in bounds)
     return QueueingDelay(
         source=f"server /metrics, {QUEUE_METRIC} (difference of the scrapes at the window edges)",
         n=n,
         mean_ms=window.total_s / window.count * 1000.0 if window.count > 0 else None,
-        p50_ms=p50,
-        p90_ms=p90,
-        p99_ms=p99,
+        p50_at_most_ms=p50,
+        p90_at_most_ms=p90,
+        p99_at_most_ms=p99,
     )
 
 
