@@ -128,3 +128,18 @@ def test_max_concurrency_holds_requests_back_in_llem() -> None:
     assert s.window.mean_in_flight is not None and s.window.mean_in_flight <= 1.0
     assert s.latency.client_queue is not None and s.latency.client_queue.p90_ms > 100
     assert not s.arrival.fell_behind  # dispatched on time: the wait is the cap's
+
+
+def test_a_minimal_streaming_server_is_measured_by_its_chunks() -> None:
+    # no /models, no usage, a plain content type, no [DONE]: what a small server may do
+    with FakeOpenAIServer(ttft_ms=30, itl_ms=20, n_tokens=10, minimal=True) as server:
+        config = _serving(server.url, arrival={"process": "constant", "rate": 5}, duration_s=3)
+        config["task"] = {"model": "fake-model", "dataset": {"n_prompts": 3}}
+        result = run_experiment(config)
+    s = result.serving
+    assert s is not None and s.server.model == "fake-model"
+    assert s.latency.itl is not None and s.latency.itl.p50_ms == pytest.approx(20.0, abs=3.0)
+    done = [r for r in s.requests if r.done_s is not None]
+    assert done and all(r.n_output_tokens == 10 for r in done)
+    assert {r.output_tokens_source for r in done} == {"chunks"}
+    assert "tokens_from_chunks" in {w.code for w in result.warnings}

@@ -106,6 +106,8 @@ def plan_serving(
     model_name = config.task.model
     if not launch:
         model_name = attempt(lambda: _served_model(config, serving)) or model_name
+        # its tokenizer counts tokens only when the server serves that very model
+        model = model if model_name == config.task.model else None
     prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
     devices = _devices(config)
     on_gpu = any(d.startswith("cuda") for d in devices)
@@ -161,16 +163,19 @@ def _server_python(config: ExperimentConfig, user: UserConfig) -> Path:
 
 
 def _served_model(config: ExperimentConfig, serving: ServingConfig) -> str:
-    """The model the endpoint serves: ``task.model`` when it is listed, else its only one."""
+    """The model the endpoint serves: ``task.model`` when it is listed (or the server lists
+    none), else the only one it lists."""
     assert serving.endpoint is not None
 
-    async def listed() -> list[str]:
+    async def listed() -> list[str] | None:
         async with new_client(10.0) as client:
             return await check_endpoint(client, serving.endpoint or "")
 
     names = run_sync(listed())
-    if config.task.model in names or (len(names) == 1 and names[0] != ""):
-        return config.task.model if config.task.model in names else names[0]
+    if names is None or config.task.model in names:
+        return config.task.model
+    if len(names) == 1:
+        return names[0]
     raise PreflightError(
         [f"{serving.endpoint} serves {', '.join(names) or 'no model'}; set task.model to one"]
     )

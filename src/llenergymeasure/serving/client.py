@@ -186,18 +186,22 @@ async def stream_request(
                 detail = (await response.aread())[:200].decode("utf-8", "replace")
                 raise RequestFailedError(f"HTTP {response.status_code}: {detail}")
             kind = response.headers.get("content-type", "")
-            if "text/event-stream" not in kind:
-                raise NotOpenAIError(f"a streaming request was answered with `{kind or 'no type'}`")
+            if "json" in kind:  # a whole answer, not server-sent events
+                raise NotOpenAIError(f"a streaming request was answered with `{kind}`")
+            n_events = 0
             async for line in response.aiter_lines():
                 now = clock()
                 chunk = parse_chunk(line, api)
                 if chunk is None:
                     continue
+                n_events += 1
                 if chunk.done:
                     break
                 _take(record, chunk, now)
     except httpx.HTTPError as err:
         raise RequestFailedError(f"{type(err).__name__}: {err}", connection=True) from err
+    if n_events == 0:
+        raise NotOpenAIError("the answer holds no server-sent `data:` event")
     record.done_s = clock()
 
 
@@ -215,9 +219,10 @@ def _take(record: InFlight, chunk: Chunk, now: float) -> None:
         record.n_input_tokens = chunk.n_prompt_tokens
 
 
-async def check_endpoint(client: httpx.AsyncClient, base_url: str) -> list[str]:
-    """The model names ``GET {base_url}/models`` lists; ServerError when the server is
-    unreachable or does not answer as the OpenAI API does."""
+async def check_endpoint(client: httpx.AsyncClient, base_url: str) -> list[str] | None:
+    """The model names ``GET {base_url}/models`` lists; None when the server answers but
+    lists none there (its streaming answers are checked by the first request); ServerError
+    when it cannot be reached or answers with a server error."""
     import httpx
 
     url = base_url + "/models"
@@ -228,17 +233,17 @@ async def check_endpoint(client: httpx.AsyncClient, base_url: str) -> list[str]:
             f"cannot reach the server at {base_url}: {type(err).__name__}: {err}".rstrip(": "),
             hint="check the URL and that the server is running",
         ) from err
+    if response.status_code >= 500:
+        raise ServerError(
+            f"the server at {base_url} answered {url} with HTTP {response.status_code}"
+        )
     try:
         data = response.json() if response.status_code == 200 else None
     except ValueError:
         data = None
     listed = data.get("data") if isinstance(data, dict) else None
     if not isinstance(listed, list):
-        raise ServerError(
-            f"{url} did not answer as an OpenAI-compatible API (HTTP {response.status_code}, "
-            f"no `data` list of models)",
-            hint="serving.endpoint must be the API base, usually ending in /v1",
-        )
+        return None
     return [str(m["id"]) for m in listed if isinstance(m, dict) and "id" in m]
 
 

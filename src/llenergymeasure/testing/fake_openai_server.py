@@ -33,6 +33,7 @@ class FakeServerSettings:
     usage: bool = True  # send the usage chunk
     openai: bool = True  # False: answer JSON that is not an OpenAI stream
     status: int = 200  # another status: every completion request fails with it
+    minimal: bool = False  # no /models, no usage, no event-stream type, no [DONE]
     stop_after_requests: int | None = None  # close the listening socket after this many
 
 
@@ -45,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         settings = self.server.settings
-        if self.path.endswith("/models"):
+        if self.path.endswith("/models") and not settings.minimal:
             self._json({"object": "list", "data": [{"id": settings.model, "object": "model"}]})
         elif self.path == "/health":
             self._json({})
@@ -68,7 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         chat = self.path.endswith("/chat/completions")
         n = min(int(body.get("max_tokens") or settings.n_tokens), settings.n_tokens)
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        kind = "text/plain" if settings.minimal else "text/event-stream"
+        self.send_header("Content-Type", kind)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
@@ -84,11 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
             choice: dict[str, Any] = {"index": 0, "finish_reason": reason}
             choice.update({"delta": {"content": text}} if chat else {"text": text})
             self._event({"choices": [choice]})
-        if settings.usage:
+        if settings.usage and not settings.minimal:
             usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
             self._event({"choices": [], "usage": usage})
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        if not settings.minimal:
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
         self.close_connection = True
 
     def _event(self, data: dict[str, Any]) -> None:
