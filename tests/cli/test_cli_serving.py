@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from llenergymeasure.cli.app import main
+from llenergymeasure.records.files import load_result
 from llenergymeasure.serving.server import free_port
 from llenergymeasure.testing.fake_openai_server import FakeOpenAIServer
 
@@ -52,7 +53,15 @@ def test_a_serving_run_prints_its_result_and_writes_its_folder(
     assert s["latency"]["e2e"]["p99_ms"] > 0
     assert "goodput" in s and "j_per_request" in s
     [folder] = list((tmp_path / "r").glob("*/001_c1_*"))
-    assert json.loads((folder / "result.json").read_text())["serving"]["window"]
+    assert load_result(folder).serving is not None  # what was written reads back
+    code, out, err = _run(["results", "show", str(folder)], capsys)
+    assert code == 0, err
+    assert "steady-state window" in out
+    code, _, err = _run(["results", "report", str(folder)], capsys)
+    assert code == 0, err
+    [report] = list((tmp_path / "r").rglob("report.html"))
+    html = report.read_text(encoding="utf-8")
+    assert 'id="serving"' in html and "One offered rate" in html
 
 
 def test_the_table_shows_the_serving_rows(
