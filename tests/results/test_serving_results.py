@@ -94,8 +94,8 @@ def test_two_serving_configs_compare_and_offline_against_serving_is_refused(
             compare([serving_study, run], force=force)
 
 
-def _point(offered: float, achieved: float) -> ServingPoint:
-    return ServingPoint("c", 1, offered, achieved, None, None, None, None, None)
+def _point(offered: float, achieved: float, arrived: float | None = None) -> ServingPoint:
+    return ServingPoint("c", 1, offered, arrived, achieved, None, None, None, None, None)
 
 
 def test_the_saturation_point_is_the_last_rate_the_throughput_followed() -> None:
@@ -103,6 +103,8 @@ def test_the_saturation_point_is_the_last_rate_the_throughput_followed() -> None
     assert saturation_rate(points) == 2
     assert saturation_rate([_point(1, 0.5)]) is None
     assert saturation_rate([_point(1, 1.0), _point(2, 2.0)]) == 2
+    # a Poisson window that happened to receive fewer arrivals than the rate is no saturation
+    assert saturation_rate([_point(2, 0.7, arrived=0.7), _point(4, 4.1, arrived=4.0)]) == 4
 
 
 def test_the_study_summary_table_shows_the_serving_headline(serving_study: Path) -> None:

@@ -5,7 +5,8 @@ TTFT with the TTFT target drawn, goodput and achieved throughput against the off
 rate with the saturation point marked, and a table of the figures behind them.
 
 The *saturation point* is the highest offered rate whose achieved throughput still
-follows it (at least 95 % of it); past it the server cannot keep up and queues grow.
+follows the load (at least 95 % of what arrived in its window); past it the server
+cannot keep up and queues grow.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ServingPoint:
     label: str
     n_runs: int
     offered_per_s: float | None
+    arrived_per_s: float | None  # arrivals inside the window, per second
     achieved_per_s: float | None
     goodput_per_s: float | None
     j_per_request: float | None
@@ -55,6 +57,13 @@ def _offered(r: ExperimentResult) -> float | None:
     return arrival.requested_rate_per_s or arrival.achieved_rate_per_s
 
 
+def _arrived(r: ExperimentResult) -> float | None:
+    window = r.serving.window if r.serving else None
+    if window is None or window.duration_s <= 0:
+        return None
+    return window.n_arrived / window.duration_s
+
+
 def serving_points(runs: Sequence[RunResult]) -> list[ServingPoint]:
     """The serving configs among ``runs``, by offered rate."""
     groups: dict[str, list[RunResult]] = {}
@@ -69,6 +78,7 @@ def serving_points(runs: Sequence[RunResult]) -> list[ServingPoint]:
                 label=group[0].entry.label,
                 n_runs=len(results),
                 offered_per_s=_mean(results, _offered),
+                arrived_per_s=_mean(results, _arrived),
                 achieved_per_s=_mean(
                     results, lambda r: r.serving.requests_per_s if r.serving else None
                 ),
@@ -100,13 +110,18 @@ def _ttft_p90(r: ExperimentResult) -> float | None:
 
 
 def saturation_rate(points: Sequence[ServingPoint]) -> float | None:
-    """The highest offered rate before the first whose throughput falls below 95 % of it;
-    None when no rate was followed (or none was measured)."""
+    """The highest offered rate before the first whose throughput falls below 95 % of the
+    load offered in its window; None when no rate was followed (or none was measured).
+
+    The load offered is what arrived in the window, not the nominal rate: a random process
+    offers more or less than its rate over a short window, and that is not saturation.
+    """
     followed = None
     for point in points:
-        if point.offered_per_s is None or point.achieved_per_s is None:
+        offered = point.arrived_per_s or point.offered_per_s
+        if point.offered_per_s is None or offered is None or point.achieved_per_s is None:
             continue
-        if point.achieved_per_s < FOLLOWS_SHARE * point.offered_per_s:
+        if point.achieved_per_s < FOLLOWS_SHARE * offered:
             return followed
         followed = point.offered_per_s
     return followed
@@ -134,7 +149,7 @@ def _note(points: Sequence[ServingPoint], saturated: float | None) -> str:
     else:
         text = (
             f"Saturation point: {saturated:g} req/s, the highest offered rate whose achieved "
-            "throughput was at least 95 % of it."
+            "throughput was at least 95 % of the load that arrived in its window."
         )
     return f"<p>{escape(text)}</p>"
 
