@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.cli.serving_render import serving_rows
 from llenergymeasure.records.energy import DeviceThermal
 from llenergymeasure.records.result import ExperimentResult, LatencyStats
 
@@ -77,6 +78,7 @@ def result_table(result: ExperimentResult) -> Table:
         ),
         ("peak host memory (RSS)", _num(result.memory.peak_host_rss_mib, "MiB", 0)),
         ("peak device memory", _num(result.memory.peak_device_mib, "MiB", 0)),
+        *serving_rows(result),
         ("warnings", ", ".join(w.code for w in result.warnings) or "none"),
     ]
     for name, value in rows:

@@ -17,7 +17,7 @@ from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.errors import StudyError
 from llenergymeasure.study.estimate import DurationEstimate
 from llenergymeasure.study.manifest import MANIFEST_FILE, ManifestEntry
-from llenergymeasure.study.models import StudyResult
+from llenergymeasure.study.models import Aggregate, StudyResult
 from llenergymeasure.study.parity import StudyParity
 
 __all__ = [
@@ -216,27 +216,35 @@ def summary_table(result: StudyResult) -> RenderableType:
         ),
         title_justify="left",
     )
+    serving = any(a.j_per_request or a.goodput_per_s for a in result.aggregates)
     for column in (
         "#",
         "config",
         "n",
         "J/output token (mean ± 95% CI, std)",
         "output tokens/s (mean ± 95% CI, std)",
+        *(("J/request (serving)", "goodput req/s (serving)") if serving else ()),
     ):
         table.add_column(column)
     for agg in result.aggregates:
+        extra = [_optional(agg.j_per_request, ".4f"), _optional(agg.goodput_per_s, ".3f")]
         table.add_row(
             str(agg.index),
             escape(agg.label),
             str(agg.n_completed),
             _aggregate(agg.j_per_output_token, ".4f"),
             _aggregate(agg.output_tokens_per_s, ".2f"),
+            *(extra if serving else []),
         )
     energy = "n/a" if s.total_energy_j is None else f"{s.total_energy_j:,.1f} J"
     table.caption = f"wall time {s.wall_time_s:,.1f} s; total energy {energy}"
     if result.parity is None:
         return table
     return Group(table, parity_table(result.parity), *_parity_alarms(result.parity))
+
+
+def _optional(agg: Aggregate | None, spec: str) -> str:
+    return "n/a" if agg is None else _aggregate(agg, spec)
 
 
 def parity_table(parity: StudyParity) -> Table:
