@@ -99,10 +99,12 @@ def test_list_shows_every_study_and_run_newest_first(
     code, out, _ = _run(capsys, "results", "list", str(made["root"]))
     assert code == 0
     assert out.index(made["run"].name) < out.index(made["study"].name)
-    study_line = next(line for line in out.splitlines() if made["study"].name in line)
-    assert "study, completed" in study_line and "4 ok of 4" in study_line and "fake" in study_line
-    run_line = next(line for line in out.splitlines() if made["run"].name in line)
-    assert "1 ok" in run_line and "smollm2-135m" in run_line
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if made["study"].name in line)
+    assert "study, completed" in lines[at] and "4/4 ok" in lines[at]
+    assert "smollm2-135m · fake" in lines[at + 1]  # models · engines below the name
+    at = next(i for i, line in enumerate(lines) if made["run"].name in line)
+    assert "1 ok" in lines[at] and "smollm2-135m" in lines[at + 1]
 
 
 def test_list_defaults_to_results_in_the_current_folder(

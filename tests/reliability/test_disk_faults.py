@@ -26,6 +26,7 @@ from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import ResultError
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.records.files import load_result, write_experiment
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.manifest import Manifest
 from llenergymeasure.study.models import HeadlineMetrics
@@ -166,8 +167,9 @@ def _run_here(
     index: int,
     cycle: int,
     timeout_s: float,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
+    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     """The experiment in this process (the parent's ledger is what is under test)."""
     began = time.monotonic()

@@ -174,12 +174,12 @@ def test_package_wide_cpu_readings_of_overlapping_runs_are_flagged_shared(
 
 
 def _kill_a_running_worker(done: threading.Event, killed: list[tuple[int, list[int]]]) -> None:
-    """SIGKILL the first Ray worker seen running an experiment (once its child has started)."""
+    """SIGKILL the Ray worker running run 1/c1 (once its fork server and child are up)."""
     deadline = time.monotonic() + 120
     while not done.is_set() and time.monotonic() < deadline:
         for proc in psutil.process_iter(["pid", "cmdline"]):
             title = " ".join(proc.info["cmdline"] or [])
-            if not title.startswith("ray::llem "):
+            if not title.startswith("ray::llem 001/c1"):  # the run long enough to be killed in
                 continue
             try:
                 below = [p.pid for p in proc.children(recursive=True)]
@@ -237,7 +237,9 @@ def test_a_stop_cancels_the_runs_in_flight_and_local_resume_finishes_the_rest(
 
         def run_started(self, label: str, index: int, cycle: int) -> None: ...
 
-        def progress(self, step: str) -> None: ...
+        def progress(self, index: int, cycle: int, event: object) -> None: ...
+
+        def note(self, message: str) -> None: ...
 
         def waiting(self, seconds: float, reason: str) -> None: ...
 

@@ -26,15 +26,10 @@ from llenergymeasure.records.atomic import atomic_write_text
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.records.timeseries import THROTTLE_MASK
 from llenergymeasure.report.svg import PALETTE, Band, Rule, Series, chart, downsample
-from llenergymeasure.results.collection import (
-    AggregateView,
-    ResultSet,
-    RunResult,
-    load_runs,
-    open_results,
-    tally_warnings,
-)
+from llenergymeasure.results.collection import ResultSet, RunResult, load_runs, open_results
 from llenergymeasure.results.export import Scalar, flatten
+from llenergymeasure.results.listing import tally_warnings
+from llenergymeasure.results.views import AggregateView
 
 __all__ = [
     "MAX_TRACE_POINTS",

@@ -1,0 +1,79 @@
+"""What ``llem results list`` and ``show`` say about a set as a whole: models, engines,
+energy, warnings across runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llenergymeasure.errors import ResultError
+from llenergymeasure.results.collection import ResultSet, RunResult
+from llenergymeasure.results.views import read_header
+
+__all__ = ["Listing", "WarningTally", "describe", "tally_warnings"]
+
+
+@dataclass(frozen=True)
+class WarningTally:
+    """One warning code across runs: in how many it appeared, with its first run's text."""
+
+    code: str
+    n_runs: int
+    message: str
+    remedy: str
+
+
+def tally_warnings(runs: Sequence[RunResult]) -> list[WarningTally]:
+    """Each warning code once, in order of first appearance, counted once per run."""
+    seen: dict[str, WarningTally] = {}
+    for run in runs:
+        for warning in {w.code: w for w in run.result.warnings}.values():
+            first = seen.get(warning.code)
+            seen[warning.code] = WarningTally(
+                warning.code,
+                1 + (first.n_runs if first else 0),
+                first.message if first else warning.message,
+                first.remedy if first else warning.remedy,
+            )
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One line of ``llem results list``: a set and what its completed runs hold."""
+
+    results: ResultSet
+    models: tuple[str, ...]
+    engines: tuple[str, ...]
+    total_energy_j: float | None
+    n_energy_unknown: int
+    n_unreadable: int
+
+
+def describe(results: ResultSet) -> Listing:
+    """Models, engines and total energy of the completed runs (from their headers)."""
+    models: dict[str, None] = {}
+    engines: dict[str, None] = {}
+    energies: list[float] = []
+    unknown = unreadable = 0
+    for entry in results.completed:
+        assert entry.folder is not None  # completed entries have one
+        try:
+            header = read_header(entry.folder)
+        except ResultError:
+            unreadable += 1
+            continue
+        models.setdefault(header.model.name, None)
+        engines.setdefault(header.engine, None)
+        if header.energy.total_j is None:
+            unknown += 1
+        else:
+            energies.append(header.energy.total_j)
+    return Listing(
+        results=results,
+        models=tuple(models),
+        engines=tuple(engines),
+        total_energy_j=sum(energies) if energies else None,
+        n_energy_unknown=unknown,
+        n_unreadable=unreadable,
+    )

@@ -1,0 +1,200 @@
+"""``status.json``: what a running study is doing, readable from outside its process.
+
+The manifest records how runs ended; this file says what the runs in flight are doing
+right now (their phase, progress and countdowns) and what the study is waiting for.
+:class:`LiveStatus` sits in front of the study's reporter, passes every event on, and
+rewrites the file atomically on every phase transition, start, end and wait (progress
+alone at most once a second). ``llem results status`` reads it, from another terminal
+or another process, while the study runs. The file is removed when the session ends;
+one left behind belongs to a study process that was killed (the study folder's lock,
+``study.lock``, tells the two apart).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from llenergymeasure.records.atomic import atomic_write_text
+from llenergymeasure.study.events import RunEvent
+from llenergymeasure.study.manifest import ManifestEntry
+from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.reporter import StudyReporter
+
+__all__ = ["LIVE_FILE", "STARTING_PHASE", "LiveRun", "LiveState", "LiveStatus", "read_live"]
+
+LIVE_FILE = "status.json"
+# The phase of a run between its start and the child's first event (the fork server's
+# start-up, imports, the child's set-up).
+STARTING_PHASE = "starting"
+_PROGRESS_WRITE_S = 1.0
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class LiveRun(_Frozen):
+    """One run in flight: its phase since when, its progress, its countdown, an alert."""
+
+    index: int
+    cycle: int
+    label: str
+    started_at: datetime
+    phase: str
+    phase_at: datetime
+    news_at: datetime
+    what: str | None = None
+    done: int | None = None
+    total: int | None = None
+    wait_reason: str | None = None
+    wait_until: datetime | None = None
+    alert: str | None = None
+
+
+class LiveState(_Frozen):
+    """The content of ``status.json``."""
+
+    schema_version: str = "1"
+    pid: int
+    host: str
+    started_at: datetime
+    updated_at: datetime
+    protocol: StudyProtocol
+    deadline_at: datetime | None = None
+    waiting_reason: str | None = None
+    waiting_until: datetime | None = None
+    note: str | None = None
+    runs: tuple[LiveRun, ...] = ()
+
+
+def read_live(study_dir: Path) -> LiveState | None:
+    """The study's ``status.json``, or None when there is none (or it cannot be read)."""
+    try:
+        return LiveState.model_validate_json((study_dir / LIVE_FILE).read_bytes())
+    except (OSError, ValidationError):
+        return None
+
+
+@dataclass
+class _Run:
+    label: str
+    started_at: datetime
+    phase: str = STARTING_PHASE
+    phase_at: datetime = field(default_factory=_now)
+    news_at: datetime = field(default_factory=_now)
+    what: str | None = None
+    done: int | None = None
+    total: int | None = None
+    wait_reason: str | None = None
+    wait_until: datetime | None = None
+    alert: str | None = None
+
+
+class LiveStatus:
+    """A StudyReporter that keeps ``status.json`` and passes every event to ``inner``."""
+
+    def __init__(
+        self,
+        study_dir: Path,
+        inner: StudyReporter,
+        protocol: StudyProtocol,
+        *,
+        budget_left_s: float | None = None,
+    ) -> None:
+        self._file = study_dir / LIVE_FILE
+        self._inner = inner
+        self._runs: dict[tuple[int, int], _Run] = {}
+        self._waiting: tuple[str, datetime] | None = None
+        self._note: str | None = None
+        self._written_at = float("-inf")
+        started = _now()
+        self._head = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": started,
+            "protocol": protocol,
+            "deadline_at": None
+            if budget_left_s is None
+            else started + timedelta(seconds=budget_left_s),
+        }
+        self._write()
+
+    def run_started(self, label: str, index: int, cycle: int) -> None:
+        self._waiting = None
+        self._runs[(index, cycle)] = _Run(label, _now())
+        self._inner.run_started(label, index, cycle)
+        self._write()
+
+    def progress(self, index: int, cycle: int, event: RunEvent) -> None:
+        run = self._runs.get((index, cycle))
+        if run is not None:
+            _apply(run, event)
+        self._inner.progress(index, cycle, event)
+        if event.kind != "progress" or time.monotonic() - self._written_at >= _PROGRESS_WRITE_S:
+            self._write()
+
+    def run_finished(self, entry: ManifestEntry) -> None:
+        self._runs.pop((entry.index, entry.cycle), None)
+        self._inner.run_finished(entry)
+        self._write()
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        self._waiting = (reason, _now() + timedelta(seconds=seconds))
+        self._inner.waiting(seconds, reason)
+        self._write()
+
+    def note(self, message: str) -> None:
+        self._note = message
+        self._inner.note(message)
+        self._write()
+
+    def close(self) -> None:
+        """The session ends: the manifest says the rest."""
+        with contextlib.suppress(OSError):
+            self._file.unlink()
+
+    def _write(self) -> None:
+        self._written_at = time.monotonic()
+        waiting = self._waiting if self._waiting and self._waiting[1] > _now() else None
+        state = LiveState(
+            **self._head,
+            updated_at=_now(),
+            waiting_reason=waiting[0] if waiting else None,
+            waiting_until=waiting[1] if waiting else None,
+            note=self._note,
+            runs=tuple(
+                LiveRun(index=index, cycle=cycle, **vars(run))
+                for (index, cycle), run in self._runs.items()
+            ),
+        )
+        # A full disk must not stop the study: this file is a courtesy, the manifest is not.
+        with contextlib.suppress(Exception):
+            atomic_write_text(self._file, state.model_dump_json(indent=2) + "\n")
+
+
+def _apply(run: _Run, event: RunEvent) -> None:
+    """What an event changes in the run's live state."""
+    now = _now()
+    if event.kind == "alert":
+        run.alert = event.text
+        return
+    run.news_at, run.alert = now, None
+    if event.kind == "phase":
+        run.phase, run.phase_at = event.text, now
+        run.what = run.done = run.total = run.wait_reason = run.wait_until = None
+    elif event.kind == "progress":
+        run.what, run.done, run.total = event.text, event.done, event.total
+    elif event.kind == "wait" and event.seconds is not None:
+        run.wait_reason, run.wait_until = event.text, now + timedelta(seconds=event.seconds)
