@@ -101,8 +101,9 @@ def test_list_shows_every_study_and_run_newest_first(
     assert out.index(made["run"].name) < out.index(made["study"].name)
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if made["study"].name in line)
-    assert "study, completed" in lines[at] and "4/4 ok" in lines[at]
-    assert "smollm2-135m · fake" in lines[at + 1]  # models · engines below the name
+    assert "study" in lines[at] and "4/4 ok" in lines[at]
+    assert "completed" in lines[at + 1]
+    assert "smollm2-135m · fake" in lines[at + 1]  # date · models · engines below the name
     at = next(i for i, line in enumerate(lines) if made["run"].name in line)
     assert "1 ok" in lines[at] and "smollm2-135m" in lines[at + 1]
 

@@ -75,45 +75,54 @@ def list_command(
         sys.stdout.write(json.dumps([_listing_json(i) for i in listings], indent=2) + "\n")
         return
     out = output_console(wide=wide)
+    out.print(_list_table(root, listings, width_of(out, wide)))
+
+
+def _list_table(root: Path, listings: Sequence[Listing], width: int | None) -> Table:
+    """One row per set. To fit 80 columns, each cell takes two short lines; ``--wide``
+    (``width`` None) gives date, models and engines columns of their own, on one line."""
+    wide = width is None
+    sep = ", " if wide else "\n"
     table = Table(title=f"results in {root}", title_justify="left")
-    for column in ("name (models · engines)", "date (UTC)", "what", "runs", "energy"):
+    columns = (
+        ("name", "date (UTC)", "models", "engines") if wide else ("name\ndate · models · engines",)
+    )
+    for column in (*columns, "what", "runs", "energy"):
         table.add_column(column)
     rows: list[list[Cell]] = []
     for item in listings:
         r = item.results
-        what = ", ".join(item.models) or "—"
-        what += " · " + (", ".join(item.engines) or "—")
-        rows.append(
-            [
-                f"{r.path.name}\n{what}",
-                r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "?",
-                f"study, {r.status}" if r.kind == "study" else "run",
-                _runs_text(item),
-                _energy_text(item),
-            ]
+        date = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "?"
+        models, engines = ", ".join(item.models) or "—", ", ".join(item.engines) or "—"
+        names = (
+            [r.path.name, date, models, engines]
+            if wide
+            else [f"{r.path.name}\n{date} · {models} · {engines}"]
         )
-    add_rows(table, rows, label=0, width=width_of(out, wide))
+        what = f"study{sep}{r.status}" if r.kind == "study" else "run"
+        rows.append([*names, what, _runs_text(item, sep), _energy_text(item, sep)])
+    add_rows(table, rows, label=0, width=width)
     if not listings:
         table.caption = "no study or run folder here"
-    out.print(table)
+    return table
 
 
-def _runs_text(item: Listing) -> str:
+def _runs_text(item: Listing, sep: str) -> str:
     r = item.results
     runs = f"{len(r.completed)}/{len(r.entries)} ok" if r.kind == "study" else "1 ok"
     if r.n_failed:
-        runs += f", {r.n_failed} failed"
+        runs += f"{sep}{r.n_failed} failed"
     if item.n_unreadable:
-        runs += f"\n{item.n_unreadable} unreadable"
+        runs += f"{sep}{item.n_unreadable} unreadable"
     return runs
 
 
-def _energy_text(item: Listing) -> str:
+def _energy_text(item: Listing, sep: str) -> str:
     if item.total_energy_j is None:
         return "n/a"
     energy = _joules(item.total_energy_j)
     if item.n_energy_unknown:
-        energy += f"\n({item.n_energy_unknown} runs n/a)"
+        energy += f"{sep}({item.n_energy_unknown} runs n/a)"
     return energy
 
 

@@ -72,6 +72,9 @@ def _headline(r: StudyStatusReport) -> str:
         f"{r.n_completed} of {r.n_planned} runs completed, {len(r.running)} running, "
         f"{r.n_pending} pending, {n_failed} failed, {n_interrupted} interrupted",
     ]
+    if r.state == "running" and r.process:
+        age = f"; last news {format_s(r.news_age_s)} ago" if r.news_age_s is not None else ""
+        lines.insert(1, f"run by {r.process}{age}")
     if r.eta_s is not None:
         finish = "to finish" if r.state == "running" else "to finish with --resume"
         lines.append(f"ETA {finish}: about {format_s(r.eta_s)} (from the durations so far)")
@@ -88,8 +91,7 @@ def _headline(r: StudyStatusReport) -> str:
 
 def _state(r: StudyStatusReport) -> str:
     if r.state == "running":
-        age = f", last news {format_s(r.news_age_s)} ago" if r.news_age_s is not None else ""
-        return f"running ({r.process or 'its process'}{age})"
+        return "running"
     if r.state == "died":
         return (
             f"not running: its process ({r.process}) stopped without closing the study "

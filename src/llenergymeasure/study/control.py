@@ -107,8 +107,8 @@ class RunControl:
         guess = f"about {format_s(expected_s)}" if expected_s is not None else "an unknown time"
         return Stop(
             "timed_out",
-            f"the time budget of {format_s(self._budget_s or 0.0)} ran out: {format_s(left_s)} "
-            f"left, and run {entry.index}/c{entry.cycle} needs {what}{guess}; "
+            f"the time budget of {format_s(self._budget_s or 0.0)} has {format_s(left_s)} left "
+            f"and run {entry.index}/c{entry.cycle} needs {what}{guess}, so no more runs start; "
             "--resume continues the study",
         )
 

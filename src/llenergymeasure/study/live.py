@@ -142,7 +142,7 @@ class LiveStatus:
         if run is not None:
             _apply(run, event)
         self._inner.progress(index, cycle, event)
-        if event.kind != "progress" or time.monotonic() - self._written_at >= _PROGRESS_WRITE_S:
+        if not _between(event) or time.monotonic() - self._written_at >= _PROGRESS_WRITE_S:
             self._write()
 
     def run_finished(self, entry: ManifestEntry) -> None:
@@ -182,6 +182,11 @@ class LiveStatus:
         # A full disk must not stop the study: this file is a courtesy, the manifest is not.
         with contextlib.suppress(Exception):
             atomic_write_text(self._file, state.model_dump_json(indent=2) + "\n")
+
+
+def _between(event: RunEvent) -> bool:
+    """A progress event neither first nor last: written at most once a second."""
+    return event.kind == "progress" and event.done not in (0, event.total)
 
 
 def _apply(run: _Run, event: RunEvent) -> None:
