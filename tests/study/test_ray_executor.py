@@ -285,6 +285,7 @@ def test_workers_send_each_runs_phases_and_progress_to_the_driver(
         )
         window = [e for i, _, e, _ in seen.events if i == index and e.kind == "progress"]
         assert window and all(e.total == 2 and e.text == "measuring" for e in window)
+        assert phases[-1] == "writing results"  # the last word arrives before the end
 
 
 @pytest.mark.ray
@@ -297,6 +298,10 @@ def test_a_worker_that_goes_quiet_is_flagged_in_the_table_and_the_run_goes_on(
     done = threading.Event()
 
     def pause_the_worker() -> None:
+        # Once the worker has been heard (its run is measuring), it goes quiet.
+        deadline = time.monotonic() + 120
+        while "measuring" not in seen.phases(1, 1) and time.monotonic() < deadline:
+            time.sleep(0.1)
         found = _running_worker_of_run_1(done)
         if found is None:
             return

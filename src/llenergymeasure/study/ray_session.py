@@ -32,6 +32,7 @@ __all__ = ["SILENT_WORKER_S", "ConfigsByHash", "RaySession", "one_line"]
 ConfigsByHash = Mapping[str, ExperimentConfig]
 _POLL_S = 0.2  # how often the driver checks for finished runs, news and the stop event
 _CANCEL_WAIT_S = 10.0  # after a stop, how long the workers get to kill their experiments
+_LAST_NEWS_S = 2.0  # how long the driver waits for a finished run's last events
 _MAX_REASON = 300
 # A run whose worker has not been heard for this long is flagged in the live table
 # (workers beat every second); Ray itself may take longer to declare a node dead.
@@ -84,6 +85,7 @@ class RaySession:
         self._shared = SharedCpu()
         self._alerted: set[tuple[int, int]] = set()
         self._no_more: Stop | None = None  # set when the time budget has no room left
+        self._drained: Any = None  # the sink's answer still on its way
 
     def run(self, entries: Sequence[ManifestEntry]) -> Stop | None:
         self._pending.extend(entries)
@@ -144,21 +146,36 @@ class RaySession:
         )
         self._in_flight[ref] = _Running(entry, self._n_gpus[entry.config_hash], time.monotonic())
 
-    def _hear(self) -> None:
-        """Pass the workers' events on; flag runs whose worker went quiet."""
+    def _hear(self, wait_s: float = 0.0) -> None:
+        """Pass the workers' events on; flag runs whose worker went quiet.
+
+        The sink's answer is awaited up to ``wait_s``: a drain already asked for and not
+        yet answered is collected on a later turn, never asked for again (its events are
+        in it).
+        """
+        if self._drained is None:
+            self._drained = self._sink.drain.remote()
+        ready, _ = self._ray.wait([self._drained], timeout=wait_s)
+        if not ready:
+            return
+        drained, self._drained = self._drained, None
         try:
-            events, quiet_s = self._ray.get(self._sink.drain.remote(), timeout=_POLL_S * 5)
+            events, quiet_s = self._ray.get(drained)
         except Exception:  # the sink is news only: the runs go on without it
             return
-        running = {(r.entry.index, r.entry.cycle): r for r in self._in_flight.values()}
+        running = {(r.entry.index, r.entry.cycle) for r in self._in_flight.values()}
         for index, cycle, data in events:
             event = RunEvent.from_json(data)
             if event is not None and (index, cycle) in running:
                 self._alerted.discard((index, cycle))
                 self._reporter.progress(index, cycle, event)
-        for key, run in running.items():
-            silent_s = quiet_s.get(key, time.monotonic() - run.submitted_at)
-            if silent_s > SILENT_WORKER_S and key not in self._alerted:
+        self._flag_quiet(running, quiet_s)
+
+    def _flag_quiet(self, running: set[tuple[int, int]], quiet_s: Mapping[Any, float]) -> None:
+        """An alert for each run whose worker, heard before, has been quiet too long."""
+        for key in running:
+            silent_s = quiet_s.get(key)
+            if silent_s is not None and silent_s > SILENT_WORKER_S and key not in self._alerted:
                 self._alerted.add(key)
                 text = f"no news from its Ray worker for {silent_s:.0f} s: lost or unreachable?"
                 self._reporter.progress(*key, RunEvent("alert", text))
@@ -166,6 +183,9 @@ class RaySession:
     def _collect(self) -> Stop | None:
         """Record the next run to end (waiting up to a poll interval for one)."""
         ready, _ = self._ray.wait(list(self._in_flight), num_returns=1, timeout=_POLL_S)
+        if ready:  # the run's last events before its end: any drain on its way, then a new one
+            self._hear(wait_s=_LAST_NEWS_S)
+            self._hear(wait_s=_LAST_NEWS_S)
         for ref in ready:
             running = self._in_flight.pop(ref)
             try:

@@ -46,6 +46,7 @@ __all__ = [
 
 RAY_EXTRA = "llenergymeasure[ray]"
 HEARTBEAT_S = 1.0  # how often a worker tells the driver it is alive
+_LAST_WORD_S = 5.0  # how long a finished task waits for the sink to take its last events
 
 # Slot (``<node>/gpu:<uuid or id>`` or ``<node>/cpu``) -> (when its last run ended, on the
 # node's clock; that run's cycle).
@@ -132,6 +133,10 @@ class _News:
         finally:
             self._done.set()
             thread.join()
+            # Calls from one caller run in order: once this one is answered, the sink holds
+            # every event of the run before the driver learns that the run ended.
+            with contextlib.suppress(Exception):
+                import_ray().get(self._sink.beat.remote(*self._key), timeout=_LAST_WORD_S)
 
     def _beat(self) -> None:
         while not self._done.wait(HEARTBEAT_S):
