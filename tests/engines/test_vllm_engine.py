@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from llenergymeasure.config.models import ExperimentConfig, VLLMEngineArgs, VLLMSamplingConfig
+from llenergymeasure.config.engines import VLLMEngineArgs, VLLMSamplingConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import resolve_model
 from llenergymeasure.engines.text import input_ids_for

@@ -11,8 +11,14 @@ import pytest
 from llenergymeasure import run_experiment
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.collection import discover, is_result_set, load_runs, open_results
-from llenergymeasure.results.listing import describe, tally_warnings
+from llenergymeasure.results.collection import (
+    discover,
+    is_result_set,
+    load_runs,
+    open_results,
+    tally_warnings,
+)
+from llenergymeasure.results.listing import describe
 
 TINY = {
     "engine": "fake",

@@ -29,10 +29,11 @@ from llenergymeasure.results.collection import (
     discover,
     load_runs,
     open_results,
+    tally_warnings,
 )
 from llenergymeasure.results.compare import HEADLINE_METRICS, compare
 from llenergymeasure.results.export import ExportFormat, export_table, write_export, write_table
-from llenergymeasure.results.listing import Listing, describe, tally_warnings
+from llenergymeasure.results.listing import Listing, describe
 from llenergymeasure.study.models import StudyResult
 
 __all__ = ["results_app"]

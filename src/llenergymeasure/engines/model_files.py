@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
 import shutil
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ __all__ = [
     "dist_version",
     "ensure_converted",
     "eos_ids",
+    "importable",
     "quiet_transformers",
     "safetensors_shapes",
     "stop_ids",
@@ -52,6 +55,14 @@ def dist_version(*dists: str) -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec: imported, so present
+        return module in sys.modules
 
 
 def quiet_transformers() -> None:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, TransformersConfig
+from llenergymeasure.config.engines import TransformersConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,

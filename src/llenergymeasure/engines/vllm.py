@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, VLLMConfig
+from llenergymeasure.config.engines import VLLMConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,

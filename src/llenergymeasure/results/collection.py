@@ -31,6 +31,7 @@ from llenergymeasure.results.views import (
     MANIFEST_FILE,
     RESULT_FILE,
     STUDY_RESULT_FILE,
+    AggregateView,
     ManifestView,
     StudyView,
     read_header,
@@ -41,13 +42,16 @@ __all__ = [
     "MANIFEST_FILE",
     "RESULT_FILE",
     "STUDY_RESULT_FILE",
+    "AggregateView",
     "ResultSet",
     "RunEntry",
     "RunResult",
+    "WarningTally",
     "discover",
     "is_result_set",
     "load_runs",
     "open_results",
+    "tally_warnings",
 ]
 
 _EXPERIMENT_DIR = re.compile(r"^(?P<index>\d+)_c(?P<cycle>\d+)_")
@@ -83,6 +87,31 @@ class RunResult:
 
     entry: RunEntry
     result: ExperimentResult
+
+
+@dataclass(frozen=True)
+class WarningTally:
+    """One warning code across runs: in how many it appeared, with its first run's text."""
+
+    code: str
+    n_runs: int
+    message: str
+    remedy: str
+
+
+def tally_warnings(runs: Sequence[RunResult]) -> list[WarningTally]:
+    """Each warning code once, in order of first appearance, counted once per run."""
+    seen: dict[str, WarningTally] = {}
+    for run in runs:
+        for warning in {w.code: w for w in run.result.warnings}.values():
+            first = seen.get(warning.code)
+            seen[warning.code] = WarningTally(
+                warning.code,
+                1 + (first.n_runs if first else 0),
+                first.message if first else warning.message,
+                first.remedy if first else warning.remedy,
+            )
+    return list(seen.values())
 
 
 @dataclass(frozen=True)

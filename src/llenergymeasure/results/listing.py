@@ -1,41 +1,14 @@
-"""What ``llem results list`` and ``show`` say about a set as a whole: models, engines,
-energy, warnings across runs."""
+"""What ``llem results list`` says about a set as a whole: its models, engines and energy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.results.collection import ResultSet, RunResult
+from llenergymeasure.results.collection import ResultSet
 from llenergymeasure.results.views import read_header
 
-__all__ = ["Listing", "WarningTally", "describe", "tally_warnings"]
-
-
-@dataclass(frozen=True)
-class WarningTally:
-    """One warning code across runs: in how many it appeared, with its first run's text."""
-
-    code: str
-    n_runs: int
-    message: str
-    remedy: str
-
-
-def tally_warnings(runs: Sequence[RunResult]) -> list[WarningTally]:
-    """Each warning code once, in order of first appearance, counted once per run."""
-    seen: dict[str, WarningTally] = {}
-    for run in runs:
-        for warning in {w.code: w for w in run.result.warnings}.values():
-            first = seen.get(warning.code)
-            seen[warning.code] = WarningTally(
-                warning.code,
-                1 + (first.n_runs if first else 0),
-                first.message if first else warning.message,
-                first.remedy if first else warning.remedy,
-            )
-    return list(seen.values())
+__all__ = ["Listing", "describe"]
 
 
 @dataclass(frozen=True)

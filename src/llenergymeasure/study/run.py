@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import yaml
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.config.study import effective_gaps, load_study
+from llenergymeasure.config.order import effective_gaps
+from llenergymeasure.config.study import load_study
 from llenergymeasure.records.files import atomic_write_text, create_unique_dir, run_dir_name
 from llenergymeasure.study.control import BREAKER_PAUSE_S, INTERRUPTED, RunControl, Stop
 from llenergymeasure.study.events import RunEvent

@@ -12,7 +12,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llenergymeasure.config.models import ExperimentConfig, FakeConfig
+from llenergymeasure.config.engines import FakeConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,
