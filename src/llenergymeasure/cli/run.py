@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from llenergymeasure.cli.progress import RichReporter
 from llenergymeasure.cli.render import print_plan, result_table, warnings_table
+from llenergymeasure.cli.signals import sigterm_stops_the_run
 from llenergymeasure.cli.study import StudyOptions, parse_duration_s, run_study_file
 from llenergymeasure.config.loading import (
     UserConfig,
@@ -91,35 +87,6 @@ def resolve_cli_config(
     if engine_keyed:
         config = load_experiment_config(config_file, {**overrides, **engine_keyed}, user=user)
     return config, quick
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _sigterm_stops_the_run(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """While ``command`` runs, SIGTERM stops it like Ctrl-C (DESIGN §6).
-
-    A batch scheduler, ``kill`` or a container stop sends SIGTERM; without this the
-    process would die at once, leaving the running child and a `running` manifest entry.
-    As KeyboardInterrupt it takes the Ctrl-C path: the child's process group is killed,
-    its entry marked interrupted, and the exit code is 130.
-    """
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    @functools.wraps(command)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if threading.current_thread() is not threading.main_thread():
-            return command(*args, **kwargs)  # only the main thread may set signal handlers
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            return command(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return wrapper
 
 
 # The options of `llem run`, one alias each, so that the command's signature stays a list.
@@ -201,7 +168,7 @@ ReportOpt = Annotated[
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")]
 
 
-@_sigterm_stops_the_run
+@sigterm_stops_the_run
 def run_command(
     config_file: ConfigArg = None,
     model: ModelOpt = None,
@@ -230,16 +197,7 @@ def run_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run one experiment or a study and print the result; files go under results/."""
-    flags = _present(
-        {
-            "task.model": model,
-            "engine": engine,
-            "task.dataset.source": dataset,
-            "task.dataset.n_prompts": n_prompts,
-            "task.max_output_tokens": max_output_tokens,
-            "measurement.energy_sampler": energy,
-        }
-    )
+    flags = _experiment_flags(model, engine, dataset, n_prompts, max_output_tokens, energy)
     user = load_user_config()
     # soft_wrap: one message stays one line in logs (paths must not be split).
     err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
@@ -248,26 +206,18 @@ def run_command(
     study_flags = _study_flags(
         cycles, order, no_gaps, executor, address, fail_fast, timeout, max_consecutive_failures
     )
-    if _is_study_file(config_file):
+    if config_file is not None and _is_study_file(config_file):
         if batch_size is not None or dtype is not None:
             raise ConfigError(
-                "--batch-size and --dtype are per engine; in a study, sweep them in the file",
-                hint="e.g. sweep: {transformers.batch_size: [1, 8]}",
+                PER_ENGINE_FLAGS, hint="e.g. sweep: {transformers.batch_size: [1, 8]}"
             )
-        assert config_file is not None
-        options = StudyOptions(
-            root=root, resume=resume, dry_run=dry_run, report=report, wide=wide, as_json=as_json
-        )
+        options = StudyOptions(root, resume, dry_run, report, wide=wide, as_json=as_json)
+        overrides = {**flags, **study_flags}
         raise typer.Exit(
-            run_study_file(
-                config_file, {**flags, **study_flags}, user=user, options=options, out=out, err=err
-            )
+            run_study_file(config_file, overrides, user=user, options=options, out=out, err=err)
         )
     if study_flags or resume is not None or wide:
-        raise ConfigError(
-            "--cycles, --order, --no-gaps, --resume, --executor, --address, --fail-fast, "
-            "--timeout, --max-consecutive-failures and --wide apply to study files only"
-        )
+        raise ConfigError(STUDY_ONLY_FLAGS)
     config, quick = resolve_cli_config(
         config_file, flags, batch_size=batch_size, dtype=dtype, user=user
     )
@@ -277,6 +227,34 @@ def run_command(
         return
     result, folder = _run_one(config, user, root, err, quiet=quiet)
     _print_result(out, err, result, folder, as_json=as_json, report=report)
+
+
+PER_ENGINE_FLAGS = "--batch-size and --dtype are per engine; in a study, sweep them in the file"
+STUDY_ONLY_FLAGS = (
+    "--cycles, --order, --no-gaps, --resume, --executor, --address, --fail-fast, --timeout, "
+    "--max-consecutive-failures and --wide apply to study files only"
+)
+
+
+def _experiment_flags(
+    model: str | None,
+    engine: str | None,
+    dataset: str | None,
+    n_prompts: int | None,
+    max_output_tokens: int | None,
+    energy: str | None,
+) -> dict[str, Any]:
+    """The experiment fields the flags set (those given)."""
+    return _present(
+        {
+            "task.model": model,
+            "engine": engine,
+            "task.dataset.source": dataset,
+            "task.dataset.n_prompts": n_prompts,
+            "task.max_output_tokens": max_output_tokens,
+            "measurement.energy_sampler": energy,
+        }
+    )
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:
@@ -322,12 +300,8 @@ def _study_flags(
     )
 
 
-def _is_study_file(config_file: Path | None) -> bool:
-    return (
-        config_file is not None
-        and config_file.is_file()
-        and is_study(read_config_file(config_file))
-    )
+def _is_study_file(config_file: Path) -> bool:
+    return config_file.is_file() and is_study(read_config_file(config_file))
 
 
 def _print_notes(err: Console, config: ExperimentConfig, *, quick: bool) -> None:

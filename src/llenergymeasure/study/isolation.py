@@ -40,7 +40,7 @@ from llenergymeasure.study.child import (
     experiment_target,
 )
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.launchers import Child, ForkedChild, RunnerChild
+from llenergymeasure.study.launchers import Child, ChildSpec, ForkedChild, RunnerChild
 from llenergymeasure.study.outcome import Ended, OutcomeStatus, RunOutcome, outcome_of
 from llenergymeasure.study.signals import interrupts_held
 
@@ -214,15 +214,11 @@ def _start_and_wait(
     dump_at_unix = (
         time.time() + timeout_s - min(5.0, 0.1 * timeout_s) if math.isfinite(timeout_s) else None
     )
+    spec = ChildSpec(target, config, destination, log, dump_at_unix, watchdog.saw)
     child: Child | None = None
     try:
         with interrupts_held():  # a child started half-way could not be killed
-            if runner is None:
-                child = ForkedChild(target, config, destination, log, dump_at_unix, watchdog.saw)
-            else:
-                child = RunnerChild(
-                    runner, target, config, destination, log, dump_at_unix, watchdog.saw
-                )
+            child = ForkedChild(spec) if runner is None else RunnerChild(runner, spec)
         ended = _wait(child, began + timeout_s, stop_event, watchdog)
     except KeyboardInterrupt:
         if child is None:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,10 +48,23 @@ from llenergymeasure.study.child import (
 from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.signals import sigint_blocked
 
-__all__ = ["Child", "ForkedChild", "RunnerChild"]
+__all__ = ["Child", "ChildSpec", "ForkedChild", "RunnerChild"]
 
 _JOIN_S = 30.0
 OnEvent = Callable[[RunEvent], None]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a child runs and where: the target on the config, its result's destination,
+    its log, when it dumps its stack (before a timeout), and where its events go."""
+
+    target: ChildTarget
+    config: ExperimentConfig
+    destination: Destination
+    log: Path
+    dump_at_unix: float | None
+    on_event: OnEvent
 
 
 class Child(Protocol):
@@ -79,25 +93,17 @@ class Child(Protocol):
 class ForkedChild:
     """A child forked from the fork server of this interpreter."""
 
-    def __init__(
-        self,
-        target: ChildTarget,
-        config: ExperimentConfig,
-        destination: Destination,
-        log: Path,
-        dump_at_unix: float | None,
-        on_event: OnEvent,
-    ) -> None:
-        ctx = _context(config.engine)
+    def __init__(self, spec: ChildSpec) -> None:
+        ctx = _context(spec.config.engine)
         self._receiver, sender = ctx.Pipe(duplex=False)
         self._events: multiprocessing.queues.Queue[dict[str, Any]] = ctx.Queue()
-        self._on_event = on_event
+        self._on_event = spec.on_event
         self._listening = True
         self.message: Completed | Failed | None = None
         self.exit_code: int | None = None
         self._process = ctx.Process(
             target=forked_main,
-            args=(target, config, destination, log, dump_at_unix),
+            args=(spec.target, spec.config, spec.destination, spec.log, spec.dump_at_unix),
             kwargs={
                 "parent_pid": os.getpid(),
                 "conn": sender,
@@ -105,7 +111,7 @@ class ForkedChild:
                 "environ": dict(os.environ),
                 "path": list(sys.path),
             },
-            name=f"llem-{log.stem}",
+            name=f"llem-{spec.log.stem}",
         )
         self._process.start()
         sender.close()  # the child holds the only write end now
@@ -167,40 +173,31 @@ class ForkedChild:
 class RunnerChild:
     """A fresh process of a runner's interpreter: ``python -m llenergymeasure.study``."""
 
-    def __init__(
-        self,
-        runner: Runner,
-        target: ChildTarget,
-        config: ExperimentConfig,
-        destination: Destination,
-        log: Path,
-        dump_at_unix: float | None,
-        on_event: OnEvent,
-    ) -> None:
-        self._on_event = on_event
+    def __init__(self, runner: Runner, spec: ChildSpec) -> None:
+        self._on_event = spec.on_event
         self._buffer = b""
         self.message: Completed | Failed | None = None
         self.exit_code: int | None = None
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._fd: int | None = read_fd
-        spec = {
-            "config": config.model_dump(mode="json"),
-            "target": target_name(target),
-            "target_path": _target_path(target),
-            "destination": destination.to_json(),
-            "log": str(log),
-            "dump_at_unix": dump_at_unix,
+        sent = {
+            "config": spec.config.model_dump(mode="json"),
+            "target": target_name(spec.target),
+            "target_path": _target_path(spec.target),
+            "destination": spec.destination.to_json(),
+            "log": str(spec.log),
+            "dump_at_unix": spec.dump_at_unix,
             "parent_pid": os.getpid(),
             "fd": write_fd,
         }
         try:
-            self._process = _start_runner(runner, log, write_fd)
+            self._process = _start_runner(runner, spec.log, write_fd)
         finally:
             os.close(write_fd)  # the child holds the only write end now
         assert self._process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
-            self._process.stdin.write(json.dumps(spec).encode())
+            self._process.stdin.write(json.dumps(sent).encode())
         with contextlib.suppress(BrokenPipeError):
             self._process.stdin.close()
 

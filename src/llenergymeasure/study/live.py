@@ -16,7 +16,6 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,21 +86,6 @@ def read_live(study_dir: Path) -> LiveState | None:
         return None
 
 
-@dataclass
-class _Run:
-    label: str
-    started_at: datetime
-    phase: str = STARTING_PHASE
-    phase_at: datetime = field(default_factory=_now)
-    news_at: datetime = field(default_factory=_now)
-    what: str | None = None
-    done: int | None = None
-    total: int | None = None
-    wait_reason: str | None = None
-    wait_until: datetime | None = None
-    alert: str | None = None
-
-
 class LiveStatus:
     """A StudyReporter that keeps ``status.json`` and passes every event to ``inner``."""
 
@@ -115,7 +99,7 @@ class LiveStatus:
     ) -> None:
         self._file = study_dir / LIVE_FILE
         self._inner = inner
-        self._runs: dict[tuple[int, int], _Run] = {}
+        self._runs: dict[tuple[int, int], LiveRun] = {}
         self._waiting: tuple[str, datetime] | None = None
         self._note: str | None = None
         self._written_at = float("-inf")
@@ -133,14 +117,23 @@ class LiveStatus:
 
     def run_started(self, label: str, index: int, cycle: int) -> None:
         self._waiting = None
-        self._runs[(index, cycle)] = _Run(label, _now())
+        now = _now()
+        self._runs[(index, cycle)] = LiveRun(
+            index=index,
+            cycle=cycle,
+            label=label,
+            started_at=now,
+            phase=STARTING_PHASE,
+            phase_at=now,
+            news_at=now,
+        )
         self._inner.run_started(label, index, cycle)
         self._write()
 
     def progress(self, index: int, cycle: int, event: RunEvent) -> None:
         run = self._runs.get((index, cycle))
         if run is not None:
-            _apply(run, event)
+            self._runs[(index, cycle)] = _apply(run, event)
         self._inner.progress(index, cycle, event)
         if not _between(event) or time.monotonic() - self._written_at >= _PROGRESS_WRITE_S:
             self._write()
@@ -174,10 +167,7 @@ class LiveStatus:
             waiting_reason=waiting[0] if waiting else None,
             waiting_until=waiting[1] if waiting else None,
             note=self._note,
-            runs=tuple(
-                LiveRun(index=index, cycle=cycle, **vars(run))
-                for (index, cycle), run in self._runs.items()
-            ),
+            runs=tuple(self._runs.values()),
         )
         # A full disk must not stop the study: this file is a courtesy, the manifest is not.
         with contextlib.suppress(Exception):
@@ -189,17 +179,17 @@ def _between(event: RunEvent) -> bool:
     return event.kind == "progress" and event.done not in (0, event.total)
 
 
-def _apply(run: _Run, event: RunEvent) -> None:
-    """What an event changes in the run's live state."""
+def _apply(run: LiveRun, event: RunEvent) -> LiveRun:
+    """The run's live state after ``event``."""
     now = _now()
     if event.kind == "alert":
-        run.alert = event.text
-        return
-    run.news_at, run.alert = now, None
+        return run.model_copy(update={"alert": event.text})
+    update: dict[str, object] = {"news_at": now, "alert": None}
     if event.kind == "phase":
-        run.phase, run.phase_at = event.text, now
-        run.what = run.done = run.total = run.wait_reason = run.wait_until = None
+        cleared = dict.fromkeys(("what", "done", "total", "wait_reason", "wait_until"))
+        update |= {"phase": event.text, "phase_at": now, **cleared}
     elif event.kind == "progress":
-        run.what, run.done, run.total = event.text, event.done, event.total
+        update |= {"what": event.text, "done": event.done, "total": event.total}
     elif event.kind == "wait" and event.seconds is not None:
-        run.wait_reason, run.wait_until = event.text, now + timedelta(seconds=event.seconds)
+        update |= {"wait_reason": event.text, "wait_until": now + timedelta(seconds=event.seconds)}
+    return run.model_copy(update=update)
