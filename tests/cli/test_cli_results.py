@@ -137,6 +137,28 @@ def test_show_a_study_prints_its_summary_runs_warnings_and_environment(
     assert "short_window" in out  # the warnings, with a remedy
 
 
+def test_status_of_a_finished_study_counts_its_runs_energy_and_names_no_eta(
+    made: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "results", "status", str(made["study"]))
+    assert code == 0
+    assert "study tiny: not running; status completed" in out
+    assert "4 of 4 runs completed, 0 running, 0 pending, 0 failed, 0 interrupted" in out
+    assert "energy measured so far:" in out and "completed runs)" in out
+    assert "ETA" not in out  # nothing left to do
+    code, out, _ = _run(capsys, "status", str(made["study"]), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["n_completed"] == 4 and data["state"] == "stopped"
+
+
+def test_status_of_a_folder_that_is_no_study_is_one_error_line(
+    made: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "results", "status", str(made["run"]))
+    assert code == 1
+    assert "is not a study folder" in _one_error(err)
+
+
 def test_show_a_single_run_prints_the_run_table(
     made: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

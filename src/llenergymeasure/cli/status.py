@@ -75,10 +75,18 @@ def _headline(r: StudyStatusReport) -> str:
     if r.state == "running" and r.process:
         age = f"; last news {format_s(r.news_age_s)} ago" if r.news_age_s is not None else ""
         lines.insert(1, f"run by {r.process}{age}")
-    if r.eta_s is not None:
+    if r.energy_so_far_j is not None:
+        of = "" if r.n_energy_runs == r.n_completed else f" of {r.n_completed}"
+        lines.append(
+            f"energy measured so far: {r.energy_so_far_j:,.1f} J "
+            f"(window energy of {r.n_energy_runs}{of} completed runs)"
+        )
+    if r.n_completed == r.n_planned:
+        pass  # nothing left: no ETA
+    elif r.eta_s is not None:
         finish = "to finish" if r.state == "running" else "to finish with --resume"
         lines.append(f"ETA {finish}: about {format_s(r.eta_s)} (from the durations so far)")
-    elif r.n_completed < r.n_planned:
+    else:
         lines.append("ETA: unknown until a run has completed")
     if r.waiting is not None:
         lines.append(f"waiting: {r.waiting[0]}, {format_s(r.waiting[1])} left")

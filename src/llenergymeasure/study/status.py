@@ -5,15 +5,17 @@ or after the study stopped): the manifest says how each run ended, ``status.json
 (``study.live``) what the runs in flight are doing, and the study folder's lock
 (``study.lock``) whether a process is running the study at all.
 
-The ETA comes from the durations so far: each run still to do is expected to take the
-mean recorded duration of its config (of every config, for a config not yet timed), a
-run in flight that minus its elapsed time, plus the thermal gaps between the runs left;
-runs in flight side by side (the ray executor) divide it. With no run completed there is
-no ETA.
+The energy so far is the sum of the completed runs' measured energy (their window energy,
+as the manifest records it). The ETA comes from the durations so far: each run still to
+do is expected to take the mean recorded duration of its config (of every config, for a
+config not yet timed), a run in flight that minus its elapsed time, plus the thermal gaps
+between the runs left; runs in flight side by side (the ray executor) divide it. With no
+run completed there is no ETA.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -80,6 +82,8 @@ class StudyStatusReport:
     eta_s: float | None
     waiting: tuple[str, float] | None
     budget_left_s: float | None
+    energy_so_far_j: float | None = None
+    n_energy_runs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -123,7 +127,21 @@ def study_status(study_dir: Path, *, now: datetime | None = None) -> StudyStatus
             if running_now and live and live.deadline_at
             else None
         ),
+        **_energy_so_far(entries),
     )
+
+
+def _energy_so_far(entries: Sequence[ManifestEntry]) -> dict[str, Any]:
+    """The energy measured by the runs completed so far (runs without a figure left out)."""
+    measured = [
+        e.metrics.energy_j
+        for e in entries
+        if e.status == "completed" and e.metrics is not None and e.metrics.energy_j is not None
+    ]
+    return {
+        "energy_so_far_j": math.fsum(measured) if measured else None,
+        "n_energy_runs": len(measured),
+    }
 
 
 def _running(entry: ManifestEntry, live: LiveRun | None, now: datetime) -> RunningRun:
