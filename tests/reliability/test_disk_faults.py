@@ -218,7 +218,9 @@ def test_disk_full_mid_study_keeps_the_manifest_and_results_then_resume_finishes
         plan, results_root=results, resume_dir=study_dir, run_one=_run_here, on_gpu=False
     )
     assert outcome.status == "completed"
-    assert [e.n_attempts for e in outcome.manifest.entries] == [1, 2]
+    # Run 2 wrote its folder before the disk filled: the resume adopts it, not redoes it.
+    assert [e.n_attempts for e in outcome.manifest.entries] == [1, 1]
+    assert [e.adopted for e in outcome.manifest.entries] == [False, True]
     assert outcome.manifest.entries[0].result == first.result  # the first run was kept
 
 
