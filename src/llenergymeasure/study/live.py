@@ -4,7 +4,7 @@ The manifest records how runs ended; this file says what the runs in flight are 
 right now (their phase, progress and countdowns) and what the study is waiting for.
 :class:`LiveStatus` sits in front of the study's reporter, passes every event on, and
 rewrites the file atomically on every phase transition, start, end and wait (progress
-alone at most once a second). ``llem results status`` reads it, from another terminal
+alone at most every 5 s). ``llem results status`` reads it, from another terminal
 or another process, while the study runs. The file is removed when the session ends;
 one left behind belongs to a study process that was killed (the study folder's lock,
 ``study.lock``, tells the two apart).
@@ -33,7 +33,9 @@ LIVE_FILE = "status.json"
 # The phase of a run between its start and the child's first event (the fork server's
 # start-up, imports, the child's set-up).
 STARTING_PHASE = "starting"
-_PROGRESS_WRITE_S = 1.0
+# Progress inside a measured window is written rarely: each write is a few milliseconds of
+# disk and CPU on the machine being measured.
+_PROGRESS_WRITE_S = 5.0
 
 
 def _now() -> datetime:
@@ -175,7 +177,7 @@ class LiveStatus:
 
 
 def _between(event: RunEvent) -> bool:
-    """A progress event neither first nor last: written at most once a second."""
+    """A progress event neither first nor last: written at most every 5 s."""
     return event.kind == "progress" and event.done not in (0, event.total)
 
 
