@@ -69,6 +69,7 @@ class SharedCpu:
         self._by_node: dict[str, list[_Window]] = {}
 
     def add(self, placement: Placement, folder: Path) -> None:
+        """A run written into ``folder``: flag it and the runs its window overlapped."""
         result = ExperimentResult.model_validate_json((folder / "result.json").read_bytes())
         window = _Window(
             result.window.started_at,

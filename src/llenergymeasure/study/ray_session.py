@@ -88,6 +88,8 @@ class RaySession:
         self._drained: Any = None  # the sink's answer still on its way
 
     def run(self, entries: Sequence[ManifestEntry]) -> Stop | None:
+        """Run ``entries``; a Stop when the study ends early. The runs in flight at the end
+        (a stop, Ctrl-C, an error) are cancelled and recorded interrupted."""
         self._pending.extend(entries)
         stopped: Stop | None = None
         try:

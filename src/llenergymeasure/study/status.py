@@ -86,6 +86,7 @@ class StudyStatusReport:
     n_energy_runs: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """Every field as JSON types (what ``llem results status --json`` prints)."""
         data = asdict(self)
         data["study_dir"] = str(self.study_dir)
         data["pending"] = [{"index": i, "cycle": c, "label": lbl} for i, c, lbl in self.pending]
