@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.cli.serving_render import serving_rows
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.registry import Runner
@@ -85,6 +86,7 @@ def result_table(result: ExperimentResult) -> Table:
         ),
         ("peak host memory (RSS)", _num(result.memory.peak_host_rss_mib, "MiB", 0)),
         ("peak device memory", _num(result.memory.peak_device_mib, "MiB", 0)),
+        *serving_rows(result),
         ("warnings", ", ".join(w.code for w in result.warnings) or "none"),
     ]
     for name, value in rows:

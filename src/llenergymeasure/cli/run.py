@@ -12,6 +12,7 @@ from rich.console import Console
 
 from llenergymeasure.cli.progress import RichReporter
 from llenergymeasure.cli.render import print_plan, result_table, warnings_table
+from llenergymeasure.cli.serving import print_serving_plan
 from llenergymeasure.cli.signals import sigterm_stops_the_run
 from llenergymeasure.cli.study import StudyOptions, parse_duration_s, run_study_file
 from llenergymeasure.config.loading import (
@@ -27,6 +28,7 @@ from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
+from llenergymeasure.experiment.serving import run_serving_experiment
 from llenergymeasure.records.files import load_result
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.report.html import write_report
@@ -223,6 +225,9 @@ def run_command(
     )
     _print_notes(err, config, quick=quick)
     if dry_run:
+        if config.mode == "serving":
+            print_serving_plan(out, config, user=user)
+            return
         print_plan(out, config, run_preflight(config, user=user))
         return
     result, folder = _run_one(config, user, root, err, quiet=quiet)
@@ -318,6 +323,12 @@ def _run_one(
 ) -> tuple[ExperimentResult, Path]:
     """One experiment, here or in its engine's runner; its result and folder."""
     reporter = NullReporter() if quiet else RichReporter(err)
+    if config.mode == "serving":  # the load runs here; a launched server in its environment
+        result, folder = run_serving_experiment(
+            config, output_dir=root, reporter=reporter, user_config=user
+        )
+        assert folder is not None
+        return result, folder
     runner = find_runner(config.engine, user.runners)
     if runner is None:
         result = run_experiment(config, reporter=reporter, user_config=user)

@@ -11,12 +11,11 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from llenergymeasure.cli.fit import Cell, add_rows
 from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.study.estimate import DurationEstimate
-from llenergymeasure.study.models import StudyResult
+from llenergymeasure.study.models import Aggregate, StudyResult
 from llenergymeasure.study.parity import StudyParity
 
 __all__ = ["MAX_PLAN_ROWS", "parity_table", "plan_table", "summary_table"]
@@ -94,7 +93,15 @@ def summary_table(result: StudyResult, *, width: int | None = None) -> Renderabl
         ),
         title_justify="left",
     )
-    for column in ("#", "config", "n", "J/output token", "output tokens/s"):
+    serving = any(a.j_per_request or a.goodput_per_s for a in result.aggregates)
+    for column in (
+        "#",
+        "config",
+        "n",
+        "J/output token",
+        "output tokens/s",
+        *(("J/request (serving)", "goodput req/s (serving)") if serving else ()),
+    ):
         table.add_column(column)
     rows: list[list[Cell]] = [
         [
@@ -103,6 +110,11 @@ def summary_table(result: StudyResult, *, width: int | None = None) -> Renderabl
             str(agg.n_completed),
             _aggregate(agg.j_per_output_token, ".4f"),
             _aggregate(agg.output_tokens_per_s, ".2f"),
+            *(
+                [_optional(agg.j_per_request, ".4f"), _optional(agg.goodput_per_s, ".3f")]
+                if serving
+                else []
+            ),
         ]
         for agg in result.aggregates
     ]
@@ -115,6 +127,10 @@ def summary_table(result: StudyResult, *, width: int | None = None) -> Renderabl
     if result.parity is None:
         return table
     return Group(table, parity_table(result.parity), *_parity_alarms(result.parity))
+
+
+def _optional(agg: Aggregate | None, spec: str) -> str:
+    return "n/a" if agg is None else _aggregate(agg, spec)
 
 
 def parity_table(parity: StudyParity) -> Table:
@@ -161,7 +177,7 @@ def _parity_alarms(parity: StudyParity) -> list[str]:
     return lines
 
 
-def _aggregate(agg: Any, spec: str) -> Text | str:
+def _aggregate(agg: Any, spec: str) -> str:
     """``mean ± half-width`` and, below it, ``(std …)``: two short lines fit 80 columns."""
     if agg.mean is None:
         return "n/a"

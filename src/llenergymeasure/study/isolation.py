@@ -116,7 +116,8 @@ def run_isolated(
     try:
         if runners is None:
             runners = load_user_config().runners
-        runner = find_runner(config.engine, runners)
+        # A serving run's load runs here; the server it launches finds its own environment.
+        runner = None if config.mode == "serving" else find_runner(config.engine, runners)
     except LlemError as err:
         text = f"{type(err).__name__}: {err.message}"
         return RunOutcome("failed", time.monotonic() - began, text, type(err).__name__)
