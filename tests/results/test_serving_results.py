@@ -110,7 +110,7 @@ def test_the_saturation_point_is_the_last_rate_the_throughput_followed() -> None
 def test_the_study_summary_table_shows_the_serving_headline(serving_study: Path) -> None:
     from rich.console import Console
 
-    from llenergymeasure.cli.study import summary_table
+    from llenergymeasure.cli.study_tables import summary_table
     from llenergymeasure.study.models import StudyResult
 
     result = StudyResult.model_validate_json((serving_study / "study_result.json").read_text())

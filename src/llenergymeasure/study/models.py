@@ -35,7 +35,9 @@ __all__ = [
 
 RESULT_SCHEMA_VERSION = "1"
 
-StudyStatus = Literal["running", "completed", "failed", "interrupted", "circuit_breaker"]
+StudyStatus = Literal[
+    "running", "completed", "failed", "interrupted", "circuit_breaker", "fail_fast", "timed_out"
+]
 
 
 class PlannedRunLike(Protocol):
@@ -68,6 +70,15 @@ class ExecutionLike(Protocol):
 
     @property
     def max_consecutive_failures(self) -> int: ...
+
+    @property
+    def fail_fast(self) -> bool: ...
+
+    @property
+    def study_timeout_s(self) -> float | None: ...
+
+    @property
+    def experiment_silence_timeout_s(self) -> float | None: ...
 
 
 class StudyPlanLike(Protocol):
@@ -176,6 +187,9 @@ class StudyProtocol(_Frozen):
     cycle_gap_s: float
     experiment_timeout_s: float
     max_consecutive_failures: int
+    experiment_silence_timeout_s: float | None = None
+    fail_fast: bool = False
+    study_timeout_s: float | None = Field(None, description="the session's wall-clock budget")
 
 
 class StudySummary(_Frozen):
