@@ -11,11 +11,13 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# Config and pre-flight problems are the user's to fix before anything runs (2);
+# Config and pre-flight problems are the user's to fix before anything runs (2), and so is a
+# server that cannot be reached, speaks another API or dies under load (2);
 # failures while running are runtime errors (1).
 EXIT_CODES: dict[type[errors.LlemError], int] = {
     errors.ConfigError: EXIT_USAGE,
     errors.PreflightError: EXIT_USAGE,
+    errors.ServerError: EXIT_USAGE,
     errors.EngineError: EXIT_RUNTIME,
     errors.EnergyError: EXIT_RUNTIME,
     errors.StudyError: EXIT_RUNTIME,

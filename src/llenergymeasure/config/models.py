@@ -22,10 +22,12 @@ from llenergymeasure.config.engines import (
     TransformersConfig,
     VLLMConfig,
 )
+from llenergymeasure.config.serving import ServingConfig
 
 __all__ = [
     "ENGINE_NAMES",
     "GPU_MIN_WINDOW_S",
+    "MODES",
     "SAMPLING_PRESETS",
     "BaselineConfig",
     "DatasetConfig",
@@ -37,6 +39,10 @@ __all__ = [
 
 EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
 ENGINE_NAMES: tuple[str, ...] = ("transformers", "vllm", "tensorrt", "fake")
+Mode = Literal["offline", "serving"]
+MODES: tuple[str, ...] = ("offline", "serving")
+# Engines whose OpenAI-compatible server llem can launch (`serving.server: launch`).
+_SERVABLE_ENGINES = ("vllm",)
 EnergySamplerName = Literal["auto", "nvml", "zeus", "rapl", "codecarbon", "estimate", "none"]
 DatasetOrder = Literal["interleaved", "grouped", "shuffled"]
 SamplingPreset = Literal["deterministic", "standard", "creative", "factual"]
@@ -212,6 +218,9 @@ class ExperimentConfig(StrictModel):
     """One experiment: a model, a workload, an engine, and how to measure it."""
 
     task: TaskConfig = TaskConfig()
+    mode: Mode = Field(
+        "offline", description="offline: generate over the prompt set; serving: load a server"
+    )
     engine: EngineName = "transformers"
     transformers: TransformersConfig | None = None
     vllm: VLLMConfig | None = None
@@ -219,6 +228,9 @@ class ExperimentConfig(StrictModel):
     fake: FakeConfig | None = None
     measurement: MeasurementConfig = MeasurementConfig()
     sampling_preset: SamplingPreset | None = None
+    serving: ServingConfig | None = Field(
+        None, description="mode: serving only: the server and the load (see docs/serving.md)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -261,6 +273,34 @@ class ExperimentConfig(StrictModel):
             raise ValueError(
                 f"section {listed} does not match `engine: {self.engine}`; "
                 f"remove it or set `engine: {others[0]}`"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serving_section_of_serving_mode(cls, data: Any) -> Any:
+        # Filled in, so that the resolved config (and its hash) says how the load ran.
+        if isinstance(data, dict) and data.get("mode") == "serving" and data.get("serving") is None:
+            return {**data, "serving": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _serving_fits_mode(self) -> ExperimentConfig:
+        if self.mode == "offline":
+            if self.serving is not None:
+                raise ValueError("the `serving:` section needs `mode: serving`")
+            return self
+        serving = self.serving or ServingConfig()
+        if serving.server == "launch" and self.engine not in _SERVABLE_ENGINES:
+            raise ValueError(
+                f"`mode: serving` launches the engine's server, which llem can do for "
+                f"{', '.join(f'`engine: {e}`' for e in _SERVABLE_ENGINES)}, not `engine: "
+                f"{self.engine}`; or measure a running server with `serving.endpoint: URL`"
+            )
+        if self.task.dataset.source == "synthetic":
+            raise ValueError(
+                "`mode: serving` sends prompt texts; use the built-in set or a .jsonl file, "
+                "not `synthetic`"
             )
         return self
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
 from llenergymeasure.config.base import NumbersNotBooleans
 from llenergymeasure.config.errors import config_error_from_validation
@@ -92,6 +92,21 @@ class StudyExecution(NumbersNotBooleans):
     )
     experiment_timeout_s: float = Field(600.0, gt=0.0, allow_inf_nan=False)
     max_consecutive_failures: int = Field(10, ge=1, description="circuit-breaker threshold")
+    fail_fast: StrictBool = Field(False, description="stop the study after its first failed run")
+    study_timeout_s: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="wall-clock budget of one session: no run starts that cannot end in it, "
+        "and a run still going when it ends is stopped; None = no budget",
+    )
+    experiment_silence_timeout_s: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="stop a run that prints nothing and reports no progress for this long; "
+        "None = no watchdog",
+    )
     shuffle_seed: int | None = Field(None, description="None = derived from the design hash")
     executor: Literal["local", "ray"] = Field(
         "local", description="local: one run at a time here; ray: one run per GPU of a Ray cluster"

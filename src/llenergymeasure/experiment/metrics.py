@@ -7,8 +7,6 @@ import resource
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 from llenergymeasure._version import tool_version
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.energy.baseline import Baseline
@@ -56,17 +54,7 @@ N_FIRST_TOKEN_IDS = 32
 
 def latency_stats(values_ms: Sequence[float]) -> LatencyStats | None:
     """Mean and p50/p90/p99 (linear interpolation); None for no values."""
-    if not values_ms:
-        return None
-    arr = np.asarray(values_ms, dtype=float)
-    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return LatencyStats(
-        mean_ms=float(arr.mean()),
-        p50_ms=float(p50),
-        p90_ms=float(p90),
-        p99_ms=float(p99),
-        n=len(arr),
-    )
+    return LatencyStats.of(values_ms)
 
 
 def _peak_rss_mib() -> float:

@@ -26,6 +26,7 @@ from llenergymeasure.report.sections import (
     summary_section,
     warnings_section,
 )
+from llenergymeasure.report.serving import serving_section
 from llenergymeasure.report.sweeps import pareto_section, sweep_plots
 from llenergymeasure.report.traces import traces_section
 from llenergymeasure.results.collection import ResultSet, RunResult, load_runs, open_results
@@ -58,6 +59,7 @@ def render_report(results: ResultSet, runs: Sequence[RunResult]) -> str:
         summary_section(results, runs),
         config_table(results, configs, swept),
         sweep_plots(configs, swept),
+        serving_section(runs),
         pareto_section(configs),
         traces_section(runs),
         runs_section(results, runs),
