@@ -30,6 +30,7 @@ from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.records.files import write_experiment
 from llenergymeasure.report.html import write_report
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
@@ -82,8 +83,9 @@ def run_in_process(
     index: int,
     cycle: int,
     timeout_s: float,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
+    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     """One experiment on a simulated GPU, in this process, written like an isolated child."""
     began = time.monotonic()

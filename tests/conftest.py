@@ -39,6 +39,18 @@ def results_root(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
+@pytest.fixture(scope="session")
+def gpu_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished study folder: 3 configs x 2 cycles on a simulated GPU, run 1/c2 failed
+    (built once per session, shared by the results and report tests).
+
+    Tests must not modify it; copy what they change.
+    """
+    from gpu_study import make_gpu_study
+
+    return make_gpu_study(tmp_path_factory.mktemp("gpu-study"))
+
+
 # ------------------------------------------------------------------ skipped tests
 # CI must not pass by skipping: every skip is listed at the end with its reason, and with
 # `CI` set, a skip outside the tests that need hardware this kind of machine lacks fails

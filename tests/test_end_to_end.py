@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,7 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     codes = {w["code"] for w in result["warnings"]}
     # a CPU window has no minimum; under 10 s it is warned about (a loaded host may take longer)
     assert ("short_window" in codes) == (result["window"]["duration_s"] < 10.0)
+    _assert_compute(result)
     (run_dir,) = out.iterdir()
     (exp_dir,) = run_dir.iterdir()
     assert exp_dir.name.startswith("001_c1_smollm2-135m-transformers_")
@@ -81,6 +83,40 @@ def test_llem_run_on_the_bundled_model(tmp_path: Path) -> None:
     assert len(in_window) >= 0.9 * window_s / 0.1
     assert {r["device"] for r in rows} == {"process"}
     assert all(r["memory_used_mib"] > 0 for r in rows)
+
+
+def _assert_compute(result: dict[str, Any]) -> None:
+    """Prefill and decode FLOPs by hand for SmolLM2-135M; MFU and MBU null on this CPU."""
+    compute = result["compute"]
+    # 106,168,320 parameters in the layers' matmuls + the tied 28,311,552-parameter LM head
+    assert compute["params"]["total"] == 134_479_872
+    assert compute["params"]["lm_head"] == 28_311_552
+    requests = result["requests"]
+    # per token 2 x 106,168,320; per attended position 4 x 30 x 9 x 64; LM head 2 x 28,311,552
+    layer, score, head = 212_336_640, 69_120, 56_623_104
+    prefill = sum(layer * n + score * n * (n + 1) // 2 + head for n in _lengths(requests))
+    decode = sum(
+        (m - 1) * (layer + head) + score * ((m - 1) * n + (m - 1) * m // 2)
+        for n, m in zip(_lengths(requests), _outputs(requests), strict=True)
+    )
+    assert compute["prefill"]["flops"] == prefill
+    assert compute["decode"]["flops"] == decode
+    assert result["flops"]["total"] == prefill + decode
+    assert compute["mfu"] is None and compute["mbu"] is None and compute["peak"] is None
+    assert compute["prefill"]["mfu"] is None and "cpu" in compute["peak_note"]
+    assert compute["decode"]["duration_s"] > 0
+    split = result["phase_energy"]
+    if result["energy"]["total_j"] is not None:
+        assert split["method"] == "attributed" and split["energy_method"] == "estimated"
+        assert split["domains"] == ["cpu:0"]
+
+
+def _lengths(requests: list[dict[str, Any]]) -> list[int]:
+    return [int(r["n_input_tokens"]) for r in requests]
+
+
+def _outputs(requests: list[dict[str, Any]]) -> list[int]:
+    return [int(r["n_output_tokens"]) for r in requests]
 
 
 def test_synthetic_prompts_of_exact_length_on_the_real_model() -> None:

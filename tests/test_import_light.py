@@ -26,6 +26,7 @@ PUBLIC_API = [
     "LlemError",
     "PreflightError",
     "ResultError",
+    "ServerError",
     "StudyError",
     "StudyOutcome",
     "__version__",

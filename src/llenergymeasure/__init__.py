@@ -20,6 +20,7 @@ from llenergymeasure.errors import (
     LlemError,
     PreflightError,
     ResultError,
+    ServerError,
     StudyError,
 )
 from llenergymeasure.experiment.run import run_experiment
@@ -38,6 +39,7 @@ __all__ = [
     "LlemError",
     "PreflightError",
     "ResultError",
+    "ServerError",
     "StudyError",
     "StudyOutcome",
     "__version__",

@@ -6,6 +6,8 @@ Every error the library raises on purpose is a :class:`LlemError`::
     ├── ConfigError           a config, CLI flag or dataset that cannot be used as written
     ├── PreflightError        the host cannot run this experiment (all problems listed at once)
     ├── EngineError           the inference engine failed while loading or generating
+    ├── ServerError           the server under load is unreachable, not OpenAI-compatible,
+    │                         cannot bind its port, or died during the run
     ├── EnergyError           an energy sampler failed while measuring
     ├── StudyError            a study could not be planned, run or resumed
     └── ResultError           a result could not be written or read back
@@ -23,6 +25,7 @@ __all__ = [
     "LlemError",
     "PreflightError",
     "ResultError",
+    "ServerError",
     "StudyError",
 ]
 
@@ -59,6 +62,11 @@ class PreflightError(LlemError):
 
 class EngineError(LlemError):
     """The inference engine failed to load the model or to generate."""
+
+
+class ServerError(LlemError):
+    """The server of a serving experiment cannot be used: it is unreachable, answers
+    something other than the OpenAI API, cannot bind its port, or died during the run."""
 
 
 class EnergyError(LlemError):

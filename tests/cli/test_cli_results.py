@@ -99,10 +99,13 @@ def test_list_shows_every_study_and_run_newest_first(
     code, out, _ = _run(capsys, "results", "list", str(made["root"]))
     assert code == 0
     assert out.index(made["run"].name) < out.index(made["study"].name)
-    study_line = next(line for line in out.splitlines() if made["study"].name in line)
-    assert "study, completed" in study_line and "4 ok of 4" in study_line and "fake" in study_line
-    run_line = next(line for line in out.splitlines() if made["run"].name in line)
-    assert "1 ok" in run_line and "smollm2-135m" in run_line
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if made["study"].name in line)
+    assert "study" in lines[at] and "4/4 ok" in lines[at]
+    assert "completed" in lines[at + 1]
+    assert "smollm2-135m · fake" in lines[at + 1]  # date · models · engines below the name
+    at = next(i for i, line in enumerate(lines) if made["run"].name in line)
+    assert "1 ok" in lines[at] and "smollm2-135m" in lines[at + 1]
 
 
 def test_list_defaults_to_results_in_the_current_folder(
@@ -132,6 +135,28 @@ def test_show_a_study_prints_its_summary_runs_warnings_and_environment(
         assert f"{entry['index']}/c{entry['cycle']}" in out
     assert "environment" in out and "CPython" in out
     assert "short_window" in out  # the warnings, with a remedy
+
+
+def test_status_of_a_finished_study_counts_its_runs_energy_and_names_no_eta(
+    made: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "results", "status", str(made["study"]))
+    assert code == 0
+    assert "study tiny: not running; status completed" in out
+    assert "4 of 4 runs completed, 0 running, 0 pending, 0 failed, 0 interrupted" in out
+    assert "energy measured so far:" in out and "completed runs)" in out
+    assert "ETA" not in out  # nothing left to do
+    code, out, _ = _run(capsys, "status", str(made["study"]), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["n_completed"] == 4 and data["state"] == "stopped"
+
+
+def test_status_of_a_folder_that_is_no_study_is_one_error_line(
+    made: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(capsys, "results", "status", str(made["run"]))
+    assert code == 1
+    assert "is not a study folder" in _one_error(err)
 
 
 def test_show_a_single_run_prints_the_run_table(

@@ -8,15 +8,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from llenergymeasure.config.models import (
-    SAMPLING_PRESETS,
-    ExperimentConfig,
+from llenergymeasure.config.engines import (
     FakeConfig,
     TensorRTConfig,
     TransformersConfig,
     TransformersSamplingConfig,
     VLLMConfig,
 )
+from llenergymeasure.config.models import SAMPLING_PRESETS, ExperimentConfig
 
 # --------------------------------------------------------------------- defaults
 

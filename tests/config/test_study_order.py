@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llenergymeasure.config.study import (
-    EXPERIMENT_ORDERS,
-    ExperimentOrder,
-    PlannedRun,
-    StudyExecution,
-    expand_study,
-    order_runs,
-)
+from llenergymeasure.config.order import EXPERIMENT_ORDERS, ExperimentOrder, PlannedRun, order_runs
+from llenergymeasure.config.study import StudyExecution, expand_study
 from llenergymeasure.errors import ConfigError
 
 # 3 configs x 2 cycles, as (config_index, cycle) pairs written out by hand.

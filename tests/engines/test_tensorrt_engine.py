@@ -27,11 +27,10 @@ from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import resolve_model
 from llenergymeasure.engines.tensorrt import (
     CONTINUOUS_BATCH_TIMING,
-    ENGINE_COMPLETE_FILE,
     TensorRTEngine,
     TensorRTLoadedModel,
-    sampling_kwargs,
 )
+from llenergymeasure.engines.tensorrt_build import ENGINE_COMPLETE_FILE, sampling_kwargs
 from llenergymeasure.errors import EngineError, PreflightError
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from llenergymeasure.config.models import ExperimentConfig, VLLMEngineArgs, VLLMSamplingConfig
+from llenergymeasure.config.engines import VLLMEngineArgs, VLLMSamplingConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.registry import get_engine
 from llenergymeasure.engines.resolve import resolve_model
 from llenergymeasure.engines.text import input_ids_for
@@ -34,6 +35,9 @@ from llenergymeasure.engines.vllm import (
     sampling_kwargs,
 )
 from llenergymeasure.errors import EngineError
+from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
+
+NO_GPU = SimulatedNvml([])
 
 # A value for every field of the `vllm:` section, none of them vLLM's default.
 ENGINE_VALUES: dict[str, Any] = {
@@ -122,7 +126,8 @@ def test_every_sampling_field_reaches_sampling_params() -> None:
     for name, value in SAMPLING_VALUES.items():
         assert kwargs[name] == value, name  # explicit values beat the model's defaults
     assert kwargs["max_tokens"] == 6  # task.max_output_tokens
-    assert kwargs["seed"] == 7
+    # the engine seed (LLM(seed=7)) only: a per-request seed leaves vLLM's fast sampler
+    assert "seed" not in kwargs
     assert kwargs["stop_token_ids"] == [2, 5]
     assert kwargs["detokenize"] is False
     kept = sampling_kwargs(_config(), model_defaults={"temperature": 0.9})
@@ -177,18 +182,21 @@ def test_a_request_record_from_vllm_metrics_counts_every_completion() -> None:
 
 
 def test_devices_follow_tensor_times_pipeline_parallel(tmp_path: Path) -> None:
-    no_driver = VLLMEngine(nvidia_gpus_dir=tmp_path / "absent")
+    no_driver = VLLMEngine(nvml=NO_GPU, environ={})
     assert no_driver.devices(_config(engine={"tensor_parallel_size": 2})) == ["cpu"]
-    gpus = tmp_path / "gpus"
-    for bus in ("0000:01:00.0", "0000:02:00.0", "0000:03:00.0"):
-        (gpus / bus).mkdir(parents=True)
-    engine = VLLMEngine(nvidia_gpus_dir=gpus)
+    nvml = SimulatedNvml([SimulatedGpu("NVIDIA H200", f"GPU-{k}") for k in range(3)])
+    engine = VLLMEngine(nvml=nvml, environ={})
     config = _config(engine={"tensor_parallel_size": 2, "pipeline_parallel_size": 2})
     assert engine.devices(config) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
     assert engine.devices(_config()) == ["cuda:0"]
     model = resolve_model_or_folder(tmp_path)
     problems = engine.preflight(config, model)
-    assert any("4 GPUs, but 3 are present" in p for p in problems)
+    assert any("4 GPUs, but 3 are visible" in p for p in problems)
+    # CUDA_VISIBLE_DEVICES narrows what the run can use
+    hidden = VLLMEngine(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": "2"})
+    two = _config(engine={"tensor_parallel_size": 2})
+    assert any("2 GPUs, but 1 are visible" in p for p in hidden.preflight(two, model))
+    assert VLLMEngine(nvml=nvml, environ={"CUDA_VISIBLE_DEVICES": ""}).devices(two) == ["cpu"]
 
 
 def resolve_model_or_folder(tmp_path: Path) -> Any:
@@ -199,7 +207,7 @@ def resolve_model_or_folder(tmp_path: Path) -> Any:
 
 
 def test_preflight_refuses_a_context_too_short_for_the_task(tmp_path: Path) -> None:
-    engine = VLLMEngine(nvidia_gpus_dir=tmp_path / "absent")
+    engine = VLLMEngine(nvml=NO_GPU, environ={})
     model = resolve_model_or_folder(tmp_path)
     short = _config(engine={"max_model_len": 50})  # 48 in + 6 out do not fit
     assert any("max_model_len (50)" in p for p in engine.preflight(short, model))
@@ -231,6 +239,7 @@ class FakeVLLM:
     prompts: list[Any] = field(default_factory=list)
     fail_with: Exception | None = None
     shutdowns: int = 0
+    device_type: str = "cpu"  # what vLLM's own device config says
 
 
 def _module(state: FakeVLLM) -> types.ModuleType:
@@ -265,6 +274,7 @@ def _module(state: FakeVLLM) -> types.ModuleType:
                 vllm_config=ns(
                     model_config=model_config,
                     cache_config=ns(
+                        num_gpu_blocks=2048,
                         block_size=kwargs.get("block_size", 128),
                         cache_dtype=kwargs.get("kv_cache_dtype", "auto"),
                         enable_prefix_caching=kwargs.get("enable_prefix_caching", True),
@@ -279,10 +289,16 @@ def _module(state: FakeVLLM) -> types.ModuleType:
                     parallel_config=ns(
                         tensor_parallel_size=kwargs.get("tensor_parallel_size", 1),
                         pipeline_parallel_size=kwargs.get("pipeline_parallel_size", 1),
+                        world_size=kwargs.get("tensor_parallel_size", 1)
+                        * kwargs.get("pipeline_parallel_size", 1),
                         distributed_executor_backend="mp",
                     ),
-                    device_config=ns(device_type="cpu"),
-                    compilation_config=ns(mode="CompilationMode.DYNAMO_TRACE_ONCE"),
+                    device_config=ns(device_type=state.device_type),
+                    compilation_config=ns(
+                        mode="CompilationMode.VLLM_COMPILE",
+                        cudagraph_mode="CUDAGraphMode.FULL_AND_PIECEWISE",
+                        cudagraph_capture_sizes=[1, 2, 4, 8],
+                    ),
                     speculative_config=None,
                 ),
                 engine_core=_Core(),
@@ -325,8 +341,10 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVLLM]:
     yield state
 
 
-def _load(config: ExperimentConfig) -> VLLMLoadedModel:
-    engine = VLLMEngine(nvidia_gpus_dir=Path("/nonexistent"))
+def _load(
+    config: ExperimentConfig, nvml: SimulatedNvml = NO_GPU, environ: dict[str, str] | None = None
+) -> VLLMLoadedModel:
+    engine = VLLMEngine(nvml=nvml, environ=environ or {})
     assert engine.probe().available  # the fake is importable
     return engine.load(config, resolve_model("smollm2-135m"))
 
@@ -414,3 +432,38 @@ def test_a_vllm_failure_is_an_engine_error(fake_vllm: FakeVLLM) -> None:
     fake_vllm.fail_with = RuntimeError("KV cache exhausted")
     with pytest.raises(EngineError, match="KV cache exhausted"):
         model.generate(model.prepare(["a"]))
+
+
+@pytest.mark.model
+def test_on_cuda_placement_comes_from_nvml_and_vllms_own_config(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.device_type = "cuda"
+    nvml = SimulatedNvml([SimulatedGpu("NVIDIA H200", f"GPU-{k}") for k in range(3)])
+    model = _load(
+        _config(engine={"tensor_parallel_size": 2}), nvml, {"CUDA_VISIBLE_DEVICES": "2,1"}
+    )
+    info = model.info
+    assert info.device == "cuda:0,cuda:1"
+    assert info.device_names == ("NVIDIA H200", "NVIDIA H200")
+    placement = info.engine_args["placement"]
+    assert placement["nvml_indices"] == [2, 1] and placement["mig"] is None
+    effective = info.engine_args["effective"]
+    # captured while the LLM was built, outside the window; and what memory was left for KV
+    assert effective["cudagraph_capture_sizes"] == "[1, 2, 4, 8]"
+    assert effective["num_gpu_blocks"] == "2048"
+    assert effective["gpu_memory_utilization"] == "0.92"
+    assert info.engine_args["llm_init_s"] >= 0
+    # the engine seed, and no per-request seed to push vLLM off its fast sampler
+    assert fake_vllm.llm_kwargs["seed"] == 7 and "seed" not in fake_vllm.sampling_kwargs
+    assert "kv_cache_memory_bytes" not in fake_vllm.llm_kwargs  # GPU memory: vLLM's own sizing
+    assert info.shape is not None and info.shape.n_layers == 30  # FLOPs from the config
+
+
+@pytest.mark.model
+def test_a_mig_slice_is_measured_as_the_whole_gpu_and_says_so(fake_vllm: FakeVLLM) -> None:
+    fake_vllm.device_type = "cuda"
+    nvml = SimulatedNvml([SimulatedGpu("NVIDIA A100-SXM4-40GB", "GPU-a", mig_mode=True)])
+    model = _load(_config(), nvml, {"CUDA_VISIBLE_DEVICES": "MIG-0f1e2d"})
+    assert model.info.device_names == ("NVIDIA A100-SXM4-40GB MIG slice",)
+    note = model.info.engine_args["placement"]["mig"]
+    assert "measured as the whole GPU" in note and "gpu:0" in note
+    assert note in model.info.notes

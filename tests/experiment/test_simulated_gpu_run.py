@@ -95,3 +95,51 @@ def _text(table: Table) -> str:
     console = Console(record=True, width=240)
     console.print(table)
     return console.export_text()
+
+
+def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -> None:
+    from test_flops import SMOLLM2_135M
+
+    from llenergymeasure.testing.fake_engine import FakeEngine
+
+    gpu = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-bbb", power_w=200.0)])
+    result = run_experiment(
+        {
+            "engine": "fake",
+            "fake": {"prefill_latency_ms": 40, "token_latency_ms": 10, "batch_size": 2},
+            "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 12},
+            "measurement": {
+                "warmup": {"n_warmup": 1},
+                "baseline": {"enabled": False},
+                "sample_interval_ms": 10,
+            },
+        },
+        engine=FakeEngine(shape=SMOLLM2_135M, device_names=("NVIDIA H200",)),
+        sampler=NvmlSampler(["cuda:0"], nvml=gpu, environ={}),
+        telemetry=[NvmlTelemetry(["cuda:0"], nvml=gpu, environ={}), ProcessTelemetry()],
+        output_dir=tmp_path,
+    )
+    compute = result.compute
+    assert compute is not None and compute.params.total == 134_479_872
+    assert compute.peak is not None and compute.peak.device_name == "NVIDIA H200"
+    # the fake model runs float32: the H200's plain FP32 peak, 67 TFLOP/s
+    assert compute.peak.dense_flops_per_s == 67e12
+    assert compute.mfu == pytest.approx(compute.total_flops / result.window.duration_s / 67e12)
+    assert compute.decode.duration_s is not None and compute.decode.duration_s > 0.2
+    assert compute.mbu is not None and compute.mbu > 0
+    assert result.flops is not None and result.flops.total == compute.total_flops
+    split = result.phase_energy
+    assert split is not None and split.method == "attributed"
+    assert split.energy_method == "counter" and split.domains == ("gpu:0",)
+    assert split.trace_interval_ms == 10
+    parts = (split.prefill.energy_j or 0) + (split.decode.energy_j or 0) + (split.other_j or 0)
+    assert parts == pytest.approx(result.energy.total_j)
+    # constant power: each phase's share is its share of the window's time
+    assert split.prefill.energy_j == pytest.approx(200.0 * split.prefill.duration_s, rel=0.15)
+    assert split.decode.energy_j == pytest.approx(200.0 * split.decode.duration_s, rel=0.15)
+    table = _text(result_table(result))
+    assert f"{100 * compute.mfu:,.2f} % / {100 * compute.mbu:,.2f} %" in table
+    assert "(attributed, counter; trace every 10 ms)" in table
+    (run_dir,) = tmp_path.iterdir()
+    (folder,) = run_dir.iterdir()
+    assert load_result(folder).phase_energy == split

@@ -26,6 +26,7 @@ from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import ResultError
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.records.files import load_result, write_experiment
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.manifest import Manifest
 from llenergymeasure.study.models import HeadlineMetrics
@@ -166,8 +167,9 @@ def _run_here(
     index: int,
     cycle: int,
     timeout_s: float,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
+    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     """The experiment in this process (the parent's ledger is what is under test)."""
     began = time.monotonic()
@@ -216,7 +218,9 @@ def test_disk_full_mid_study_keeps_the_manifest_and_results_then_resume_finishes
         plan, results_root=results, resume_dir=study_dir, run_one=_run_here, on_gpu=False
     )
     assert outcome.status == "completed"
-    assert [e.n_attempts for e in outcome.manifest.entries] == [1, 2]
+    # Run 2 wrote its folder before the disk filled: the resume adopts it, not redoes it.
+    assert [e.n_attempts for e in outcome.manifest.entries] == [1, 1]
+    assert [e.adopted for e in outcome.manifest.entries] == [False, True]
     assert outcome.manifest.entries[0].result == first.result  # the first run was kept
 
 

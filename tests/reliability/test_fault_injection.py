@@ -8,12 +8,15 @@ the study had not yet created its manifest) and checks the end state:
 - the manifest always loads (after the kill, and at the end);
 - every planned (config, cycle) is in it exactly once, completed, pointing at its own
   result folder whose result.json parses and carries the entry's config hash;
+- the study folder holds exactly one run folder per run: a folder the killed parent
+  never recorded was adopted on resume, a partial one moved to ``_incomplete/``;
 - every result.json anywhere in the study folder parses (a run killed while writing
   leaves a folder without result.json, never a torn one);
 - the killed process's children (the fork server and any experiment) exit on their own.
 
-A run whose child wrote its folder just before the parent was killed is run again on
-resume: its earlier folder stays on disk, unreferenced (nothing is lost or overwritten).
+A kill lands between a child's write and the parent's record only now and then, so one
+more trial makes that window certain: it stops the study process (SIGSTOP) while a run
+is in flight, lets the child write its folder, then kills the parent.
 
 The trial processes cannot import torch or transformers (a sitecustomize on their
 PYTHONPATH marks them unimportable): a fake-engine study needs neither, and the fork
@@ -123,6 +126,8 @@ def _check_results(study_dir: Path) -> Manifest:
         assert result.measurement_config_hash == entry.config_hash
     for result_file in study_dir.glob("*/result.json"):
         load_result(result_file)  # every result on disk parses, referenced or not
+    runs = sorted(p.name[:6] for p in study_dir.iterdir() if p.name[:3].isdigit())
+    assert runs == sorted(f"{e.index:03d}_c{e.cycle}" for e in manifest.entries), runs
     return manifest
 
 
@@ -278,3 +283,34 @@ def test_sigterm_stops_a_single_experiment_with_exit_130(tmp_path: Path) -> None
     assert "Traceback" not in err
     assert err.splitlines()[-1].startswith("error: interrupted"), err
     assert not (tmp_path / "results").exists()
+
+
+def _result_of(results: Path, index: int, cycle: int) -> bool:
+    return any(results.glob(f"*/{index:03d}_c{cycle}_*/result.json"))
+
+
+def test_a_run_written_but_not_recorded_when_the_study_died_is_adopted_on_resume(
+    tmp_path: Path, no_torch_path: Path
+) -> None:
+    (tmp_path / "study.yaml").write_text(SLOW_STUDY, encoding="utf-8")
+    env = _env(no_torch_path)
+    results = tmp_path / "results"
+    study = _llem("run", "study.yaml", "-q", cwd=tmp_path, env=env)
+    try:
+        _wait_for(lambda: _child_running(results), 120)
+        study.send_signal(signal.SIGSTOP)  # the parent stops; its child runs on
+        _wait_for(lambda: _result_of(results, 1, 1), 120)
+        (study_dir,) = _study_dirs(results)
+        written = Manifest.load(study_dir).entries[0]
+        assert (written.index, written.cycle, written.status) == (1, 1, "running")
+    finally:
+        _kill_and_wait(study)
+    resumed = _llem("run", "study.yaml", "--resume", "-q", cwd=tmp_path, env=env)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "Traceback" not in err
+    manifest = _check_results(study_dir)
+    adopted = manifest.entries[0]
+    assert adopted.adopted and adopted.n_attempts == 1
+    assert not any(e.adopted for e in manifest.entries[1:])
+    assert not (study_dir / "_incomplete").exists()

@@ -17,7 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llenergymeasure.config.study import EXPERIMENT_ORDERS, StudyPlan, expand_study
+from llenergymeasure.config.order import EXPERIMENT_ORDERS
+from llenergymeasure.config.study import StudyPlan, expand_study
 from llenergymeasure.study.manifest import Ledger, Manifest, remaining
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llenergymeasure.config.study import EXPERIMENT_ORDERS, expand_study, order_runs
+from llenergymeasure.config.order import EXPERIMENT_ORDERS, order_runs
+from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import ConfigError
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

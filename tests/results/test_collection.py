@@ -12,13 +12,13 @@ from llenergymeasure import run_experiment
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.errors import ResultError
 from llenergymeasure.results.collection import (
-    describe,
     discover,
     is_result_set,
     load_runs,
     open_results,
     tally_warnings,
 )
+from llenergymeasure.results.listing import describe
 
 TINY = {
     "engine": "fake",

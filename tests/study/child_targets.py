@@ -70,3 +70,23 @@ def hog_memory(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult
     hoard = []
     while True:
         hoard.append(bytearray(32 * 2**20))
+
+
+def silent_hang(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """Says nothing and never returns: what the silence watchdog is for."""
+    while True:
+        time.sleep(1)
+
+
+def long_announced_wait(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """A 3 s wait announced as one event (a thermal floor), then the real experiment."""
+    reporter.wait(3.0, "thermal floor")
+    return run_experiment(config, reporter=reporter)
+
+
+def chatty(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """No events for 3 s, but a line on its output every 0.3 s, then the real experiment."""
+    for _ in range(10):
+        print("still loading", flush=True)
+        time.sleep(0.3)
+    return run_experiment(config, reporter=reporter)

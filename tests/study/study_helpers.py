@@ -11,6 +11,15 @@ import psutil
 
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.study.events import RunEvent
+
+
+class Phases(list[str]):
+    """An ``on_progress`` that keeps the names of the phases a run went through, in order."""
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.kind == "phase":
+            self.append(event.text)
 
 
 def tiny(**fake: Any) -> ExperimentConfig:
@@ -43,6 +52,9 @@ class Execution:
     cycle_gap_s: float | None = None
     experiment_timeout_s: float = 60.0
     max_consecutive_failures: int = 10
+    fail_fast: bool = False
+    study_timeout_s: float | None = None
+    experiment_silence_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import child_targets
 import pytest
-from study_helpers import gone, tiny
+from study_helpers import Phases, gone, tiny
 
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import log_path, run_isolated
 
 
 def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> None:
-    steps: list[str] = []
+    steps = Phases()
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=7, cycle=2, timeout_s=60, on_progress=steps.append
+        tiny(), study_dir=tmp_path, index=7, cycle=2, timeout_s=60, on_progress=steps
     )
     assert outcome.status == "completed", outcome.message
     assert outcome.result_dir is not None
@@ -100,8 +101,8 @@ def test_a_stop_event_interrupts_the_running_child(
     monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
     stop = threading.Event()
 
-    def on_progress(step: str) -> None:
-        if step == "hanging":
+    def on_progress(event: RunEvent) -> None:
+        if event.kind == "phase" and event.text == "hanging":
             stop.set()
 
     outcome = run_isolated(
@@ -125,8 +126,8 @@ def test_ctrl_c_in_the_parent_interrupts_and_kills_the_child(
     pid_file = tmp_path / "pids"
     monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
 
-    def on_progress(step: str) -> None:
-        if step == "hanging":
+    def on_progress(event: RunEvent) -> None:
+        if event.kind == "phase" and event.text == "hanging":
             raise KeyboardInterrupt  # as if Ctrl-C arrived while the parent waits
 
     outcome = run_isolated(

@@ -34,6 +34,7 @@ ENTRY_KEYS = {
     "result",
     "metrics",
     "placement",
+    "adopted",
 }
 METRICS = HeadlineMetrics(
     output_tokens_per_s=100.0,
@@ -59,6 +60,7 @@ def test_a_new_manifest_lists_every_planned_run_pending_in_order(tmp_path: Path)
         "status",
         "created_at",
         "updated_at",
+        "stop_reason",
         "entries",
     }
     assert data["status"] == "running"

@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from llenergymeasure import run_experiment
-from llenergymeasure.cli.study import summary_table
+from llenergymeasure.cli.study_tables import summary_table
 from llenergymeasure.config import ExperimentConfig
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.engines.registry import get_engine

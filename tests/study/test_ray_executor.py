@@ -28,6 +28,7 @@ from study_helpers import gone, make_plan, tiny
 
 from llenergymeasure.config.study import StudyExecution, expand_study
 from llenergymeasure.errors import ConfigError, PreflightError, StudyError
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.ray_executor import (
     SHARED_CPU_WARNING,
@@ -35,11 +36,15 @@ from llenergymeasure.study.ray_executor import (
     gpus_per_run,
     rest_owed_s,
 )
+from llenergymeasure.study.reporter import NullStudyReporter
 from llenergymeasure.study.run import run_study
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT_DIR = re.compile(r"^(\d{3})_c(\d+)_.+-fake_[0-9a-f]{8}$")
 N_GPUS = 3
+# A lost worker is in the live table within this long (Ray notices a dead worker at once;
+# a quiet one is flagged after SILENT_WORKER_S).
+LOST_WITHIN_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -173,23 +178,53 @@ def test_package_wide_cpu_readings_of_overlapping_runs_are_flagged_shared(
     assert any(overlap(a, b) for a, b in itertools.combinations(spans.values(), 2))
 
 
-def _kill_a_running_worker(done: threading.Event, killed: list[tuple[int, list[int]]]) -> None:
-    """SIGKILL the first Ray worker seen running an experiment (once its child has started)."""
+def _running_worker_of_run_1(done: threading.Event) -> tuple[psutil.Process, list[int]] | None:
+    """The Ray worker running run 1/c1 once its fork server and child are up, with them."""
     deadline = time.monotonic() + 120
     while not done.is_set() and time.monotonic() < deadline:
         for proc in psutil.process_iter(["pid", "cmdline"]):
             title = " ".join(proc.info["cmdline"] or [])
-            if not title.startswith("ray::llem "):
+            if not title.startswith("ray::llem 001/c1"):  # the run long enough to be hit
                 continue
             try:
                 below = [p.pid for p in proc.children(recursive=True)]
-                if len(below) >= 2:  # the fork server and the experiment's child
-                    proc.kill()
-                    killed.append((proc.pid, below))
-                    return
             except psutil.Error:
                 continue
+            if len(below) >= 2:  # the fork server and the experiment's child
+                return proc, below
         time.sleep(0.2)
+    return None
+
+
+def _kill_a_running_worker(
+    done: threading.Event, killed: list[tuple[int, list[int]]], killed_at: list[float]
+) -> None:
+    """SIGKILL the Ray worker running run 1/c1, noting when."""
+    found = _running_worker_of_run_1(done)
+    if found is not None:
+        proc, below = found
+        proc.kill()
+        killed_at.append(time.monotonic())
+        killed.append((proc.pid, below))
+
+
+class Seen(NullStudyReporter):
+    """A StudyReporter keeping every event of every run, with when it came."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, int, RunEvent, float]] = []
+        self.finished: list[tuple[ManifestEntry, float]] = []
+
+    def progress(self, index: int, cycle: int, event: RunEvent) -> None:
+        self.events.append((index, cycle, event, time.monotonic()))
+
+    def run_finished(self, entry: ManifestEntry) -> None:
+        self.finished.append((entry, time.monotonic()))
+
+    def phases(self, index: int, cycle: int) -> list[str]:
+        return [
+            e.text for i, c, e, _ in self.events if (i, c) == (index, cycle) and e.kind == "phase"
+        ]
 
 
 @pytest.mark.ray
@@ -200,13 +235,16 @@ def test_a_worker_killed_mid_run_is_recorded_crashed_and_retried(
     configs = [tiny(batch_size=1, token_latency_ms=700), tiny(batch_size=2)]
     done = threading.Event()
     killed: list[tuple[int, list[int]]] = []
-    killer = threading.Thread(target=_kill_a_running_worker, args=(done, killed))
+    killed_at: list[float] = []
+    killer = threading.Thread(target=_kill_a_running_worker, args=(done, killed, killed_at))
     killer.start()
+    seen = Seen()
     try:
         outcome = run_study(
             make_plan(configs, experiment_gap_s=0, cycle_gap_s=0),
             results_root=tmp_path,
             executor=RayExecutor(max_retries=1),
+            reporter=seen,
         )
     finally:
         done.set()
@@ -219,9 +257,85 @@ def test_a_worker_killed_mid_run_is_recorded_crashed_and_retried(
     log = (outcome.study_dir / str(retried[0].log)).read_text(encoding="utf-8")
     assert "--- attempt 1: crashed: the Ray task was lost (" in log
     assert "retrying (1 of 1)" in log
+    # The live table heard of the loss within seconds of the kill.
+    (lost_at,) = [at for entry, at in seen.finished if entry.status == "crashed"]
+    assert lost_at - killed_at[0] < LOST_WITHIN_S
     # The worker's experiment went with it: no orphan keeps running.
     assert all(gone(pid) for pid in killed[0][1])
     assert len([p for p in outcome.study_dir.iterdir() if EXPERIMENT_DIR.match(p.name)]) == 2
+
+
+@pytest.mark.ray
+def test_workers_send_each_runs_phases_and_progress_to_the_driver(
+    cluster: Any, tmp_path: Path
+) -> None:
+    configs = [tiny(batch_size=b, token_latency_ms=300) for b in (1, 2)]
+    seen = Seen()
+    outcome = run_study(
+        make_plan(configs, experiment_gap_s=0, cycle_gap_s=0),
+        results_root=tmp_path,
+        executor=RayExecutor(),
+        reporter=seen,
+    )
+    assert outcome.status == "completed", outcome.manifest
+    for index in (1, 2):
+        phases = seen.phases(index, 1)
+        assert (
+            phases.index("pre-flight") < phases.index("loading model") < phases.index("measuring")
+        )
+        window = [e for i, _, e, _ in seen.events if i == index and e.kind == "progress"]
+        assert window and all(e.total == 2 and e.text == "measuring" for e in window)
+        assert phases[-1] == "writing results"  # the last word arrives before the end
+
+
+@pytest.mark.ray
+def test_a_worker_that_goes_quiet_is_flagged_in_the_table_and_the_run_goes_on(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # Run 1's window lasts about 8 s; its worker is stopped (not killed) for a while.
+    configs = [tiny(batch_size=1, token_latency_ms=2000), tiny(batch_size=2)]
+    seen = Seen()
+    done = threading.Event()
+
+    def pause_the_worker() -> None:
+        # Once the worker has been heard (its run is measuring), it goes quiet.
+        deadline = time.monotonic() + 120
+        while "measuring" not in seen.phases(1, 1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        found = _running_worker_of_run_1(done)
+        if found is None:
+            return
+        worker = found[0]
+        worker.suspend()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not _alerted(seen, 1):
+                time.sleep(0.2)
+        finally:
+            worker.resume()
+
+    pauser = threading.Thread(target=pause_the_worker)
+    pauser.start()
+    try:
+        outcome = run_study(
+            make_plan(configs, experiment_gap_s=0, cycle_gap_s=0),
+            results_root=tmp_path,
+            executor=RayExecutor(),
+            reporter=seen,
+        )
+    finally:
+        done.set()
+        pauser.join()
+    assert _alerted(seen, 1), seen.events
+    assert outcome.status == "completed", outcome.manifest
+    assert all(e.n_attempts == 1 for e in outcome.manifest.entries)
+
+
+def _alerted(seen: Seen, index: int) -> bool:
+    return any(
+        i == index and e.kind == "alert" and e.text.startswith("no news from its Ray worker")
+        for i, _, e, _ in seen.events
+    )
 
 
 @pytest.mark.ray
@@ -237,7 +351,9 @@ def test_a_stop_cancels_the_runs_in_flight_and_local_resume_finishes_the_rest(
 
         def run_started(self, label: str, index: int, cycle: int) -> None: ...
 
-        def progress(self, step: str) -> None: ...
+        def progress(self, index: int, cycle: int, event: object) -> None: ...
+
+        def note(self, message: str) -> None: ...
 
         def waiting(self, seconds: float, reason: str) -> None: ...
 

@@ -20,7 +20,7 @@ import child_targets
 import pytest
 import runner_targets
 import yaml
-from study_helpers import gone, tiny
+from study_helpers import Phases, gone, tiny
 
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.loading import UserConfig, load_user_config
@@ -28,6 +28,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.registry import RUNNER_ENV_PREFIX, Runner, find_runner
 from llenergymeasure.errors import ConfigError, EngineError, PreflightError
 from llenergymeasure.experiment.preflight import run_preflight
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import log_path, run_in_runner, run_isolated
 
 HERE = {"fake": sys.executable}  # this interpreter, started fresh: a runner of `fake`
@@ -48,14 +49,14 @@ def test_a_runner_runs_the_experiment_in_a_fresh_interpreter(
     entry = tmp_path / "entry.json"
     monkeypatch.setenv(runner_targets.ENTRY_FILE_ENV, str(entry))
     config = tiny()
-    steps: list[str] = []
+    steps = Phases()
     outcome = run_isolated(
         config,
         study_dir=tmp_path,
         index=4,
         cycle=2,
         timeout_s=60,
-        on_progress=steps.append,
+        on_progress=steps,
         target=runner_targets.noting_entry,
         runners=HERE,
     )
@@ -121,8 +122,8 @@ def test_a_stop_interrupts_a_runner_child(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
     stop = threading.Event()
 
-    def on_progress(step: str) -> None:
-        if step == "hanging":
+    def on_progress(event: RunEvent) -> None:
+        if event.kind == "phase" and event.text == "hanging":
             stop.set()
 
     outcome = run_isolated(
@@ -183,12 +184,12 @@ def test_a_single_run_in_a_runner_returns_its_folder(
 ) -> None:
     entry = tmp_path / "entry.json"
     monkeypatch.setenv(runner_targets.ENTRY_FILE_ENV, str(entry))
-    steps: list[str] = []
+    steps = Phases()
     folder = run_in_runner(
         tiny(),
         _runner(),
         results_root=tmp_path / "results",
-        on_progress=steps.append,
+        on_progress=steps,
         target=runner_targets.noting_entry,
     )
     assert folder.parent.parent == tmp_path / "results"

@@ -21,6 +21,7 @@ from study_helpers import gone, make_plan, tiny
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import StudyError
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.models import HeadlineMetrics, StudyPlanLike, StudyResult
@@ -38,16 +39,22 @@ class Recorder:
         self.finished: list[ManifestEntry] = []
         self.steps: list[str] = []
         self.waits: list[tuple[float, str]] = []
+        self.notes: list[str] = []
         self._stop = stop
         self._stop_after = stop_after
 
     def run_started(self, label: str, index: int, cycle: int) -> None:
         self.started.append((label, index, cycle))
 
-    def progress(self, step: str) -> None:
-        self.steps.append(step)
-        if step == "hanging" and self._stop is not None:
+    def progress(self, index: int, cycle: int, event: RunEvent) -> None:
+        if event.kind != "phase":
+            return
+        self.steps.append(event.text)
+        if event.text == "hanging" and self._stop is not None:
             self._stop.set()
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
 
     def run_finished(self, entry: ManifestEntry) -> None:
         self.finished.append(entry)
@@ -244,6 +251,7 @@ class Scripted:
         timeout_s: float,
         on_progress: object = None,
         stop_event: object = None,
+        silence_timeout_s: float | None = None,
     ) -> RunOutcome:
         self.calls.append((index, cycle))
         status = self.statuses.pop(0) if self.statuses else "completed"
@@ -340,6 +348,9 @@ def test_study_result_json_is_written_with_the_protocol(tmp_path: Path) -> None:
         "cycle_gap_s": 300.0,
         "experiment_timeout_s": 42.0,
         "max_consecutive_failures": 10,
+        "experiment_silence_timeout_s": None,
+        "fail_fast": False,
+        "study_timeout_s": None,
     }
     assert data["status"] == "completed"
     assert Counter(e.status for e in outcome.manifest.entries) == {"completed": 1}
@@ -409,8 +420,9 @@ from study_helpers import make_plan, tiny
 from llenergymeasure.study import NullStudyReporter, run_isolated, run_study
 
 class Announce(NullStudyReporter):
-    def progress(self, step):
-        print(step, flush=True)
+    def progress(self, index, cycle, event):
+        if event.kind == "phase":
+            print(event.text, flush=True)
 
 outcome = run_study(
     make_plan([tiny(), tiny(batch_size=2)]),

@@ -12,6 +12,7 @@ from llenergymeasure.cli.doctor import doctor_command
 from llenergymeasure.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, exit_code_for
 from llenergymeasure.cli.results import results_app
 from llenergymeasure.cli.run import run_command
+from llenergymeasure.cli.status import status_command
 from llenergymeasure.errors import LlemError
 
 __all__ = ["app", "main"]
@@ -43,6 +44,7 @@ def _root(
 app.command("run")(run_command)
 app.command("doctor")(doctor_command)
 app.command("config", help="Alias of `llem doctor`.")(doctor_command)
+app.command("status", help="Alias of `llem results status`: where a study stands.")(status_command)
 app.add_typer(results_app)
 
 

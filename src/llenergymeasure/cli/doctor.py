@@ -38,7 +38,11 @@ def _mark(ok: bool) -> str:
 
 
 def _tables(report: DoctorReport) -> list[Table]:
-    tables = []
+    gpus = [_gpu_table(report)] if report.gpus else []
+    return [*gpus, _cpu_table(report), _sampler_table(report), _engine_table(report)]
+
+
+def _gpu_table(report: DoctorReport) -> Table:
     versions = f"driver {report.driver_version or 'n/a'}, CUDA {report.cuda_version or 'n/a'}"
     gpus = Table(title=f"GPUs ({versions})", title_justify="left")
     for column in (
@@ -68,9 +72,10 @@ def _tables(report: DoctorReport) -> list[Table]:
             f"{g.sm_clock_mhz or 'n/a'}",
             f"{g.temperature_c or 'n/a'}",
         )
-    if report.gpus:
-        tables.append(gpus)
+    return gpus
 
+
+def _cpu_table(report: DoctorReport) -> Table:
     cpu = Table(title="CPU", show_header=False, title_justify="left")
     cpu.add_column("what", style="bold")
     cpu.add_column("value")
@@ -85,7 +90,10 @@ def _tables(report: DoctorReport) -> list[Table]:
         for z in report.rapl_zones
     )
     cpu.add_row("RAPL zones", escape(zones) or "none (no /sys/class/powercap)")
+    return cpu
 
+
+def _sampler_table(report: DoctorReport) -> Table:
     samplers = Table(title="energy samplers", title_justify="left")
     for column in ("sampler", "available", "accuracy", "why"):
         samplers.add_column(column)
@@ -98,7 +106,10 @@ def _tables(report: DoctorReport) -> list[Table]:
             escape(availability.reason),
         )
     samplers.caption = escape(f"auto picks → {report.auto_choice}")
+    return samplers
 
+
+def _engine_table(report: DoctorReport) -> Table:
     engines = Table(title="engines", title_justify="left")
     for column in ("engine", "available", "version", "why"):
         engines.add_column(column)
@@ -109,4 +120,4 @@ def _tables(report: DoctorReport) -> list[Table]:
             availability.version or "",
             escape(availability.reason),
         )
-    return [*tables, cpu, samplers, engines]
+    return engines

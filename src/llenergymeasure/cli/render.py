@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
+import yaml
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.cli.serving_render import serving_rows
+from llenergymeasure.config.hashing import measurement_config_hash
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.engines.registry import Runner
+from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.records.energy import DeviceThermal, DomainEnergy
 from llenergymeasure.records.result import ExperimentResult, LatencyStats
 
-__all__ = ["result_table", "warnings_table"]
+__all__ = ["print_plan", "result_table", "warnings_table"]
 
 
 def _ms(stats: LatencyStats | None) -> str:
@@ -72,8 +81,10 @@ def result_table(result: ExperimentResult) -> Table:
             if result.flops is not None
             else []
         ),
+        *_compute_rows(result),
         ("peak host memory (RSS)", _num(result.memory.peak_host_rss_mib, "MiB", 0)),
         ("peak device memory", _num(result.memory.peak_device_mib, "MiB", 0)),
+        *serving_rows(result),
         ("warnings", ", ".join(w.code for w in result.warnings) or "none"),
     ]
     for name, value in rows:
@@ -132,6 +143,29 @@ def _estimated_rows(result: ExperimentResult) -> list[tuple[str, str]]:
     ]
 
 
+def _compute_rows(result: ExperimentResult) -> list[tuple[str, str]]:
+    """FLOPs by phase, MFU/MBU, and the attributed energy per prefill and decode token."""
+    rows = []
+    c = result.compute
+    if c is not None:
+        rows.append(("prefill / decode FLOPs", f"{c.prefill.flops:,.3g} / {c.decode.flops:,.3g}"))
+        mfu = "n/a" if c.mfu is None else f"{100 * c.mfu:,.2f} %"
+        mbu = "n/a" if c.mbu is None else f"{100 * c.mbu:,.2f} %"
+        why = f" ({c.peak_note})" if c.peak_note else ""
+        rows.append(("MFU / decode MBU", f"{mfu} / {mbu}{why}"))
+    split = result.phase_energy
+    if split is not None:
+        rows.append(
+            (
+                "energy per prefill / decode token",
+                f"{_energy_j(split.prefill.j_per_token, 4)} / "
+                f"{_energy_j(split.decode.j_per_token, 4)} (attributed, "
+                f"{split.energy_method}; trace every {split.trace_interval_ms} ms)",
+            )
+        )
+    return rows
+
+
 def _adjusted(result: ExperimentResult) -> str:
     e = result.energy
     if e.baseline is None:
@@ -179,3 +213,36 @@ def warnings_table(result: ExperimentResult) -> Table | None:
     for w in result.warnings:
         table.add_row(w.code, escape(w.message), escape(w.remedy))
     return table
+
+
+def print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:
+    """``llem run --dry-run`` of one experiment: the resolved config, then the plan."""
+    out.print("# resolved config", style="bold")
+    out.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), markup=False)
+    table = Table(title="plan (nothing has run)", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    task = config.task
+    memory = f"~{plan.memory_estimate_mib:,.0f} MiB" if plan.memory_estimate_mib else "unknown"
+    warm = config.measurement.warmup
+    for name, value in [
+        ("runs", "1 experiment, 1 cycle"),
+        ("engine", f"{plan.engine.name} on {', '.join(plan.devices)}" + _in(plan.runner)),
+        ("model", f"{task.model} → {plan.model.path} ({plan.model.kind})"),
+        ("prompts", f"{task.dataset.n_prompts} from {task.dataset.source}, {task.dataset.order}"),
+        (
+            "tokens",
+            f"input ≤ {task.max_input_tokens}, output ≤ {task.max_output_tokens} per prompt",
+        ),
+        ("batch size", str(config.batch_size)),
+        ("warm-up", f"{warm.n_warmup} runs of one batch" if warm.enabled else "disabled"),
+        ("energy sampler", f"{plan.sampler.name}: {plan.sampler_reason}"),
+        ("model memory estimate", memory),
+        ("config hash", json.dumps(measurement_config_hash(config))),
+    ]:
+        table.add_row(name, value)
+    out.print(table)
+
+
+def _in(runner: Runner | None) -> str:
+    return "" if runner is None else f", run by {runner.python} ({runner.source})"

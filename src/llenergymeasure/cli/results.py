@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,8 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llenergymeasure.cli.fit import Cell, add_rows, output_console, width_of
 from llenergymeasure.cli.render import result_table, warnings_table
-from llenergymeasure.cli.study import summary_table
+from llenergymeasure.cli.status import status_command
+from llenergymeasure.cli.study_tables import summary_table
 from llenergymeasure.config.loading import load_user_config
 from llenergymeasure.errors import ConfigError, ResultError
 from llenergymeasure.records.environment import EnvironmentSnapshot
@@ -23,7 +26,6 @@ from llenergymeasure.results.collection import (
     STUDY_RESULT_FILE,
     ResultSet,
     RunResult,
-    describe,
     discover,
     load_runs,
     open_results,
@@ -31,6 +33,7 @@ from llenergymeasure.results.collection import (
 )
 from llenergymeasure.results.compare import HEADLINE_METRICS, compare
 from llenergymeasure.results.export import ExportFormat, export_table, write_export, write_table
+from llenergymeasure.results.listing import Listing, describe
 from llenergymeasure.study.models import StudyResult
 
 __all__ = ["results_app"]
@@ -55,53 +58,103 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+WideOpt = typer.Option(False, "--wide", help="names in full")
+
+
 @results_app.command("list")
 def list_command(
     folder: Path | None = typer.Argument(
         None, metavar="[DIR]", help="results folder (default: results/)", show_default=False
     ),
+    wide: bool = WideOpt,
+    as_json: bool = typer.Option(False, "--json", help="print the list as JSON"),
 ) -> None:
     """Every study and single run under results/ (or DIR), newest first."""
     root = folder or Path(load_user_config().results_dir or "results")
-    table = Table(title=f"results in {root}", title_justify="left")
-    table.add_column("name", overflow="fold")
-    table.add_column("date (UTC)", no_wrap=True)
-    for column in ("what", "model(s)", "engine(s)", "runs", "energy"):
-        table.add_column(column)
     listings = [describe(results) for results in discover(root)]
+    if as_json:
+        sys.stdout.write(json.dumps([_listing_json(i) for i in listings], indent=2) + "\n")
+        return
+    out = output_console(wide=wide)
+    out.print(_list_table(root, listings, width_of(out, wide)))
+
+
+def _list_table(root: Path, listings: Sequence[Listing], width: int | None) -> Table:
+    """One row per set. To fit 80 columns, each cell takes two short lines; ``--wide``
+    (``width`` None) gives date, models and engines columns of their own, on one line."""
+    wide = width is None
+    sep = ", " if wide else "\n"
+    table = Table(title=f"results in {root}", title_justify="left")
+    columns = (
+        ("name", "date (UTC)", "models", "engines") if wide else ("name\ndate · models · engines",)
+    )
+    for column in (*columns, "what", "runs", "energy"):
+        table.add_column(column)
+    rows: list[list[Cell]] = []
     for item in listings:
         r = item.results
-        runs = f"{len(r.completed)} ok"
-        if r.n_failed:
-            runs += f", {r.n_failed} failed"
-        if r.kind == "study":
-            runs += f" of {len(r.entries)}"
-        if item.n_unreadable:
-            runs += f" ({item.n_unreadable} result files unreadable)"
-        energy = "n/a" if item.total_energy_j is None else _joules(item.total_energy_j)
-        if item.total_energy_j is not None and item.n_energy_unknown:
-            energy += f" ({item.n_energy_unknown} runs n/a)"
-        table.add_row(
-            escape(r.path.name),
-            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "?",
-            f"study, {escape(r.status)}" if r.kind == "study" else "run",
-            escape(", ".join(item.models) or "—"),
-            escape(", ".join(item.engines) or "—"),
-            runs,
-            energy,
+        date = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "?"
+        models, engines = ", ".join(item.models) or "—", ", ".join(item.engines) or "—"
+        names = (
+            [r.path.name, date, models, engines]
+            if wide
+            else [f"{r.path.name}\n{date} · {models} · {engines}"]
         )
+        what = f"study{sep}{r.status}" if r.kind == "study" else "run"
+        rows.append([*names, what, _runs_text(item, sep), _energy_text(item, sep)])
+    add_rows(table, rows, label=0, width=width)
     if not listings:
         table.caption = "no study or run folder here"
-    _out().print(table)
+    return table
+
+
+def _runs_text(item: Listing, sep: str) -> str:
+    r = item.results
+    runs = f"{len(r.completed)}/{len(r.entries)} ok" if r.kind == "study" else "1 ok"
+    if r.n_failed:
+        runs += f"{sep}{r.n_failed} failed"
+    if item.n_unreadable:
+        runs += f"{sep}{item.n_unreadable} unreadable"
+    return runs
+
+
+def _energy_text(item: Listing, sep: str) -> str:
+    if item.total_energy_j is None:
+        return "n/a"
+    energy = _joules(item.total_energy_j)
+    if item.n_energy_unknown:
+        energy += f"{sep}({item.n_energy_unknown} runs n/a)"
+    return energy
+
+
+def _listing_json(item: Listing) -> dict[str, object]:
+    r = item.results
+    return {
+        "name": r.path.name,
+        "path": str(r.path),
+        "kind": r.kind,
+        "status": r.status,
+        "created_at": r.created_at.isoformat() if r.created_at else None,
+        "models": list(item.models),
+        "engines": list(item.engines),
+        "n_runs": len(r.entries),
+        "n_completed": len(r.completed),
+        "n_failed": r.n_failed,
+        "n_unreadable": item.n_unreadable,
+        "total_energy_j": item.total_energy_j,
+        "n_energy_unknown": item.n_energy_unknown,
+    }
 
 
 @results_app.command("show")
 def show_command(
     path: Path = typer.Argument(..., help="a study folder, a run folder or a result.json"),
+    wide: bool = WideOpt,
 ) -> None:
     """One run or one study: the tables the run printed, its warnings and environment."""
     results = open_results(path)
-    out = _out()
+    out = output_console(wide=wide)
+    width = width_of(out, wide)
     runs = load_runs(results)
     if results.kind == "run":
         for run in runs:
@@ -112,17 +165,22 @@ def show_command(
     else:
         study = _study_result(results)
         if study is not None:
-            out.print(summary_table(study))
+            out.print(summary_table(study, width=width))
         else:
             out.print(
                 f"study {escape(results.name)}: {results.status} (no {STUDY_RESULT_FILE} yet)"
             )
-        out.print(_runs_table(results, runs))
+        if results.stop_reason:
+            out.print(f"stopped early: {escape(results.stop_reason)}")
+        out.print(_runs_table(results, runs, width))
         warnings = _study_warnings(runs)
         if warnings is not None:
             out.print(warnings)
     if runs:
         out.print(_environment_table(runs))
+
+
+results_app.command("status")(status_command)
 
 
 @results_app.command("compare")
@@ -228,23 +286,27 @@ def _study_result(results: ResultSet) -> StudyResult | None:
         raise ResultError(f"unreadable study result {file}: {type(err).__name__}") from err
 
 
-def _runs_table(results: ResultSet, runs: Sequence[RunResult]) -> Table:
+def _runs_table(results: ResultSet, runs: Sequence[RunResult], width: int | None) -> Table:
     by_key = {(r.entry.index, r.entry.cycle): r.result for r in runs}
     table = Table(title="runs", title_justify="left")
     for column in ("run", "config", "status", "window s", "tok/s", "J/token", "energy J", "error"):
         table.add_column(column)
+    rows: list[list[Cell]] = []
     for entry in sorted(results.entries, key=lambda e: (e.index, e.cycle)):
         result = by_key.get((entry.index, entry.cycle))
-        table.add_row(
-            entry.key,
-            escape(entry.label),
-            entry.status,
-            f"{result.window.duration_s:.2f}" if result else "",
-            f"{result.throughput.output_tokens_per_s:,.2f}" if result else "",
-            _maybe(result.energy.j_per_output_token if result else None, ".4f"),
-            _maybe(result.energy.total_j if result else None, ",.2f"),
-            escape(entry.error or ""),
+        rows.append(
+            [
+                entry.key,
+                entry.label,
+                entry.status,
+                f"{result.window.duration_s:.2f}" if result else "",
+                f"{result.throughput.output_tokens_per_s:,.2f}" if result else "",
+                _maybe(result.energy.j_per_output_token if result else None, ".4f"),
+                _maybe(result.energy.total_j if result else None, ",.2f"),
+                entry.error or "",
+            ]
         )
+    add_rows(table, rows, label=1, width=width)
     return table
 
 

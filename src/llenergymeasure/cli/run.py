@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
-from rich.table import Table
 
 from llenergymeasure.cli.progress import RichReporter
-from llenergymeasure.cli.render import result_table, warnings_table
-from llenergymeasure.cli.study import (
-    RichStudyReporter,
-    SkippableSleep,
-    find_resume_dir,
-    plan_table,
-    summary_table,
-)
+from llenergymeasure.cli.render import print_plan, result_table, warnings_table
+from llenergymeasure.cli.serving import print_serving_plan
+from llenergymeasure.cli.signals import sigterm_stops_the_run
+from llenergymeasure.cli.study import StudyOptions, parse_duration_s, run_study_file
 from llenergymeasure.config.loading import (
     UserConfig,
     is_study,
@@ -37,20 +25,18 @@ from llenergymeasure.config.loading import (
     read_config_file,
 )
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.config.study import load_study
 from llenergymeasure.engines.registry import Runner, find_runner
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.experiment.options import DEFAULT_LOCK_TIMEOUT_S, RunOptions
-from llenergymeasure.experiment.preflight import Plan, run_preflight
+from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
+from llenergymeasure.experiment.serving import run_serving_experiment
 from llenergymeasure.records.files import load_result
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.report.html import write_report
-from llenergymeasure.study.estimate import estimate_duration
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import run_in_runner
-from llenergymeasure.study.run import run_study
-from llenergymeasure.system.gpus import list_gpus
 
 __all__ = ["QUICK_LOOK", "run_command"]
 
@@ -108,35 +94,6 @@ def resolve_cli_config(
     return config, quick
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _sigterm_stops_the_run(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """While ``command`` runs, SIGTERM stops it like Ctrl-C (DESIGN §6).
-
-    A batch scheduler, ``kill`` or a container stop sends SIGTERM; without this the
-    process would die at once, leaving the running child and a `running` manifest entry.
-    As KeyboardInterrupt it takes the Ctrl-C path: the child's process group is killed,
-    its entry marked interrupted, and the exit code is 130.
-    """
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    @functools.wraps(command)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if threading.current_thread() is not threading.main_thread():
-            return command(*args, **kwargs)  # only the main thread may set signal handlers
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            return command(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return wrapper
-
-
 # The options of `llem run`, one alias each, so that the command's signature stays a list.
 ConfigArg = Annotated[
     Path | None,
@@ -185,6 +142,27 @@ AddressOpt = Annotated[
     str | None,
     typer.Option("--address", help="study: the Ray cluster to join (auto, ray://head:10001)"),
 ]
+FailFastOpt = Annotated[
+    bool, typer.Option("--fail-fast", help="study: stop after the first failed run")
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="study: wall-clock budget (30s, 45m, 8h): start no run that cannot end in it; "
+        "exit 124 when it runs out (--resume continues)",
+    ),
+]
+MaxFailuresOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-consecutive-failures",
+        metavar="N",
+        help="study: failed runs in a row before the circuit breaker pauses, probes, aborts",
+    ),
+]
+WideOpt = Annotated[bool, typer.Option("--wide", help="study tables: names in full")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
 ReportOpt = Annotated[
     bool,
@@ -216,7 +194,7 @@ NoLockOpt = Annotated[
 ]
 
 
-@_sigterm_stops_the_run
+@sigterm_stops_the_run
 def run_command(
     config_file: ConfigArg = None,
     model: ModelOpt = None,
@@ -236,6 +214,10 @@ def run_command(
     resume: ResumeOpt = None,
     executor: ExecutorOpt = None,
     address: AddressOpt = None,
+    fail_fast: FailFastOpt = False,
+    timeout: TimeoutOpt = None,
+    max_consecutive_failures: MaxFailuresOpt = None,
+    wide: WideOpt = False,
     quiet: QuietOpt = False,
     report: ReportOpt = False,
     verbose: VerboseOpt = False,
@@ -245,7 +227,60 @@ def run_command(
 ) -> None:
     """Run one experiment or a study and print the result; files go under results/."""
     options = _run_options(strict, lock_timeout, no_lock)
-    flags = _present(
+    flags = _experiment_flags(model, engine, dataset, n_prompts, max_output_tokens, energy)
+    user = load_user_config()
+    # soft_wrap: one message stays one line in logs (paths must not be split).
+    err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
+    out = Console(highlight=False)
+    root = _results_root(output, user)
+    study_flags = _study_flags(
+        cycles, order, no_gaps, executor, address, fail_fast, timeout, max_consecutive_failures
+    )
+    if config_file is not None and _is_study_file(config_file):
+        if batch_size is not None or dtype is not None:
+            raise ConfigError(
+                PER_ENGINE_FLAGS, hint="e.g. sweep: {transformers.batch_size: [1, 8]}"
+            )
+        study = StudyOptions(root, resume, dry_run, report, wide=wide, as_json=as_json)
+        overrides = {**flags, **study_flags}
+        # each run of the study is a process of its own: the options travel in its environment
+        os.environ.update(options.environ())
+        raise typer.Exit(
+            run_study_file(config_file, overrides, user=user, options=study, out=out, err=err)
+        )
+    if study_flags or resume is not None or wide:
+        raise ConfigError(STUDY_ONLY_FLAGS)
+    config, quick = resolve_cli_config(
+        config_file, flags, batch_size=batch_size, dtype=dtype, user=user
+    )
+    _print_notes(err, config, quick=quick)
+    if dry_run:
+        if config.mode == "serving":
+            print_serving_plan(out, config, user=user)
+            return
+        print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
+        return
+    result, folder = _run_one(config, user, root, err, quiet=quiet, options=options)
+    _print_result(out, err, result, folder, as_json=as_json, report=report)
+
+
+PER_ENGINE_FLAGS = "--batch-size and --dtype are per engine; in a study, sweep them in the file"
+STUDY_ONLY_FLAGS = (
+    "--cycles, --order, --no-gaps, --resume, --executor, --address, --fail-fast, --timeout, "
+    "--max-consecutive-failures and --wide apply to study files only"
+)
+
+
+def _experiment_flags(
+    model: str | None,
+    engine: str | None,
+    dataset: str | None,
+    n_prompts: int | None,
+    max_output_tokens: int | None,
+    energy: str | None,
+) -> dict[str, Any]:
+    """The experiment fields the flags set (those given)."""
+    return _present(
         {
             "task.model": model,
             "engine": engine,
@@ -255,41 +290,6 @@ def run_command(
             "measurement.energy_sampler": energy,
         }
     )
-    user = load_user_config()
-    # soft_wrap: one message stays one line in logs (paths must not be split).
-    err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
-    out = Console(highlight=False)
-    root = _results_root(output, user)
-    study_flags = _study_flags(cycles, order, no_gaps, executor, address)
-    if _is_study_file(config_file):
-        if batch_size is not None or dtype is not None:
-            raise ConfigError(
-                "--batch-size and --dtype are per engine; in a study, sweep them in the file",
-                hint="e.g. sweep: {transformers.batch_size: [1, 8]}",
-            )
-        assert config_file is not None
-        study = StudyOptions(root=root, resume=resume, dry_run=dry_run, report=report)
-        # each run of the study is a process of its own: the options travel in its environment
-        os.environ.update(options.environ())
-        raise typer.Exit(
-            run_study_file(
-                config_file, {**flags, **study_flags}, user=user, options=study, out=out, err=err
-            )
-        )
-    if study_flags or resume is not None:
-        raise ConfigError(
-            "--cycles, --order, --no-gaps, --resume, --executor and --address apply to study "
-            "files only"
-        )
-    config, quick = resolve_cli_config(
-        config_file, flags, batch_size=batch_size, dtype=dtype, user=user
-    )
-    _print_notes(err, config, quick=quick)
-    if dry_run:
-        _print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
-        return
-    result, folder = _run_one(config, user, root, err, quiet=quiet, options=options)
-    _print_result(out, err, result, folder, as_json=as_json, report=report)
 
 
 def _run_options(strict: bool, lock_timeout: float | None, no_lock: bool) -> RunOptions:
@@ -319,7 +319,14 @@ def _results_root(output: Path | None, user: UserConfig) -> Path:
 
 
 def _study_flags(
-    cycles: int | None, order: str | None, no_gaps: bool, executor: str | None, address: str | None
+    cycles: int | None,
+    order: str | None,
+    no_gaps: bool,
+    executor: str | None,
+    address: str | None,
+    fail_fast: bool,
+    timeout: str | None,
+    max_consecutive_failures: int | None,
 ) -> dict[str, Any]:
     gaps = {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
     return _present(
@@ -329,17 +336,18 @@ def _study_flags(
             # --address alone means the ray executor: only it joins a cluster.
             "study_execution.executor": executor or ("ray" if address is not None else None),
             "study_execution.address": address,
+            "study_execution.fail_fast": True if fail_fast else None,
+            "study_execution.study_timeout_s": None
+            if timeout is None
+            else parse_duration_s(timeout),
+            "study_execution.max_consecutive_failures": max_consecutive_failures,
             **(gaps if no_gaps else {}),
         }
     )
 
 
-def _is_study_file(config_file: Path | None) -> bool:
-    return (
-        config_file is not None
-        and config_file.is_file()
-        and is_study(read_config_file(config_file))
-    )
+def _is_study_file(config_file: Path) -> bool:
+    return config_file.is_file() and is_study(read_config_file(config_file))
 
 
 def _print_notes(err: Console, config: ExperimentConfig, *, quick: bool) -> None:
@@ -362,6 +370,12 @@ def _run_one(
 ) -> tuple[ExperimentResult, Path]:
     """One experiment, here or in its engine's runner; its result and folder."""
     reporter = NullReporter() if quiet else RichReporter(err)
+    if config.mode == "serving":  # the load runs here; a launched server in its environment
+        result, folder = run_serving_experiment(
+            config, output_dir=root, reporter=reporter, user_config=user
+        )
+        assert folder is not None
+        return result, folder
     runner = find_runner(config.engine, user.runners)
     if runner is None:
         result = run_experiment(config, reporter=reporter, user_config=user, options=options)
@@ -395,108 +409,19 @@ def _print_result(
         err.print(f"report written to {write_report(folder.parent)}")
 
 
-@dataclass(frozen=True)
-class StudyOptions:
-    """How `llem run` runs a study file: where, resumed or not, planned only, with a report."""
-
-    root: Path
-    resume: str | None = None
-    dry_run: bool = False
-    report: bool = False
-
-
-def run_study_file(
-    path: Path,
-    overrides: dict[str, Any],
-    *,
-    user: UserConfig,
-    options: StudyOptions,
-    out: Console,
-    err: Console,
-) -> int:
-    """Plan, then run (or resume) a study; returns the exit code (0, 1 or 130)."""
-    root, resume = options.root, options.resume
-    plan = load_study(path, overrides, user=user)
-    n_remote = sum(config.task.trust_remote_code for config in plan.configs)
-    if n_remote:
-        err.print(
-            f"[yellow]note:[/] trust_remote_code is true in {n_remote} of {len(plan.configs)} "
-            "configs: those model folders' own code will run"
-        )
-    # Only the default thermal gaps depend on it; no torch in the parent. On a Ray cluster
-    # the runs' GPUs count, not this machine's: run_study asks the cluster once joined.
-    on_ray = plan.execution.executor == "ray"
-    on_gpu = plan.execution.gpus_per_run != 0 if on_ray else bool(list_gpus()[0])
-    if options.dry_run:
-        out.print(plan_table(plan, estimate_duration(plan, on_gpu=on_gpu, results_root=root)))
-        return 0
-    resume_dir = None
-    if resume is not None:
-        resume_dir = find_resume_dir(root, plan.name) if resume == "latest" else Path(resume)
-    with RichStudyReporter(err, plan) as reporter:
-        outcome = run_study(
-            plan,
-            results_root=root,
-            resume_dir=resume_dir,
-            reporter=reporter,
-            sleep=SkippableSleep(),
-            on_gpu=None if on_ray else on_gpu,
-        )
-    out.print(summary_table(outcome.result))
-    err.print(f"study written to {outcome.study_dir}")
-    if options.report:
-        err.print(f"report written to {write_report(outcome.study_dir)}")
-    if outcome.status == "interrupted":
-        err.print(f"interrupted; finish it with: llem run {path} --resume {outcome.study_dir}")
-    return outcome.exit_code
-
-
-def _print_plan(out: Console, config: ExperimentConfig, plan: Plan) -> None:
-    out.print("# resolved config", style="bold")
-    out.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), markup=False)
-    table = Table(title="plan (nothing has run)", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    task = config.task
-    memory = f"~{plan.memory_estimate_mib:,.0f} MiB" if plan.memory_estimate_mib else "unknown"
-    warm = config.measurement.warmup
-    for name, value in [
-        ("runs", "1 experiment, 1 cycle"),
-        ("engine", f"{plan.engine.name} on {', '.join(plan.devices)}" + _in(plan.runner)),
-        ("model", f"{task.model} → {plan.model.path} ({plan.model.kind})"),
-        ("prompts", f"{task.dataset.n_prompts} from {task.dataset.source}, {task.dataset.order}"),
-        (
-            "tokens",
-            f"input ≤ {task.max_input_tokens}, output ≤ {task.max_output_tokens} per prompt",
-        ),
-        ("batch size", str(config.batch_size)),
-        ("warm-up", f"{warm.n_warmup} runs of one batch" if warm.enabled else "disabled"),
-        ("energy sampler", f"{plan.sampler.name}: {plan.sampler_reason}"),
-        ("model memory estimate", memory),
-        ("config hash", json.dumps(_hash(config))),
-    ]:
-        table.add_row(name, value)
-    out.print(table)
-
-
-def _in(runner: Runner | None) -> str:
-    return "" if runner is None else f", run by {runner.python} ({runner.source})"
-
-
 def _run_in_runner(
     config: ExperimentConfig, runner: Runner, root: Path, reporter: Reporter
 ) -> Path:
     """One experiment in the runner's interpreter, its steps shown as they start."""
     with contextlib.ExitStack() as steps:
 
-        def show(step: str) -> None:
-            steps.close()  # the previous step ended when this one started
-            steps.enter_context(reporter.step(step))
+        def show(event: RunEvent) -> None:
+            if event.kind == "phase":
+                steps.close()  # the previous step ended when this one started
+                steps.enter_context(reporter.step(event.text))
+            elif event.kind == "progress" and event.total is not None:
+                if event.done == 0:
+                    reporter.start_progress(event.total, event.text)
+                reporter.advance(event.done or 0)
 
         return run_in_runner(config, runner, results_root=root, on_progress=show)
-
-
-def _hash(config: ExperimentConfig) -> str:
-    from llenergymeasure.config.hashing import measurement_config_hash
-
-    return measurement_config_hash(config)

@@ -11,8 +11,16 @@ __all__ = ["canonical_json", "measurement_config_hash"]
 
 
 def canonical_json(config: ExperimentConfig) -> str:
-    """The resolved config as JSON with sorted keys and no whitespace."""
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """The resolved config as JSON with sorted keys and no whitespace.
+
+    An offline config leaves out ``mode`` and ``serving``, so that it hashes as it did
+    before serving mode existed and studies started then still resume.
+    """
+    data = config.model_dump(mode="json")
+    if config.mode == "offline":
+        data.pop("mode", None)
+        data.pop("serving", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def measurement_config_hash(config: ExperimentConfig) -> str:

@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from llenergymeasure.config.base import NumbersNotBooleans
 from llenergymeasure.config.errors import config_error_from_validation, did_you_mean, printable
-from llenergymeasure.config.models import ENGINE_NAMES, ExperimentConfig, NumbersNotBooleans
+from llenergymeasure.config.models import ENGINE_NAMES, ExperimentConfig
 from llenergymeasure.errors import ConfigError
 
 __all__ = [

@@ -6,43 +6,46 @@ against itself, never against the host (that is pre-flight's job).
 
 from __future__ import annotations
 
-import types
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
+
+from llenergymeasure.config.base import StrictModel
+from llenergymeasure.config.engines import (
+    FakeConfig,
+    TensorRTConfig,
+    TransformersConfig,
+    VLLMConfig,
+)
+from llenergymeasure.config.serving import ServingConfig
 
 __all__ = [
     "ENGINE_NAMES",
     "GPU_MIN_WINDOW_S",
+    "MODES",
     "SAMPLING_PRESETS",
     "BaselineConfig",
     "DatasetConfig",
     "ExperimentConfig",
-    "FakeConfig",
     "MeasurementConfig",
-    "NumbersNotBooleans",
     "TaskConfig",
-    "TensorRTConfig",
-    "TransformersConfig",
-    "TransformersSamplingConfig",
-    "VLLMConfig",
     "WarmupConfig",
 ]
 
 EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
 ENGINE_NAMES: tuple[str, ...] = ("transformers", "vllm", "tensorrt", "fake")
+Mode = Literal["offline", "serving"]
+MODES: tuple[str, ...] = ("offline", "serving")
+# Engines whose OpenAI-compatible server llem can launch (`serving.server: launch`).
+_SERVABLE_ENGINES = ("vllm",)
 EnergySamplerName = Literal["auto", "nvml", "zeus", "rapl", "codecarbon", "estimate", "none"]
 DatasetOrder = Literal["interleaved", "grouped", "shuffled"]
 SamplingPreset = Literal["deterministic", "standard", "creative", "factual"]
-TorchDtype = Literal["float32", "float16", "bfloat16"]
 
 # Decoding presets. Values the user sets explicitly always win over a preset.
 SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
@@ -53,54 +56,10 @@ SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _is_number(annotation: Any) -> bool:
-    """True for ``int``, ``float``, a Literal of numbers, or an optional/union of those."""
-    if annotation in (int, float):
-        return True
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return any(
-            isinstance(arg, int | float) and not isinstance(arg, bool)
-            for arg in get_args(annotation)
-        )
-    if origin in (Union, types.UnionType):
-        return any(_is_number(arg) for arg in get_args(annotation))
-    return False
-
-
-class NumbersNotBooleans(BaseModel):
-    """Numeric fields refuse booleans.
-
-    YAML reads ``yes``/``true`` as booleans and pydantic's lax mode would turn them into
-    1, so ``n_prompts: true`` would silently run one prompt. Numbers stay lax otherwise
-    (an int is a valid float; ``"8"`` is a valid int).
-    """
-
-    _number_fields: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        cls._number_fields = frozenset(
-            name for name, f in cls.model_fields.items() if _is_number(f.annotation)
-        )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, bool) and info.field_name in cls._number_fields:
-            raise ValueError(f"expected a number, got the boolean `{str(value).lower()}`")
-        return value
-
-
-class _Strict(NumbersNotBooleans):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
 # --------------------------------------------------------------------------- task
 
 
-class DatasetConfig(_Strict):
+class DatasetConfig(StrictModel):
     """Where the prompts come from and in which order they are sent."""
 
     source: str = Field(
@@ -124,7 +83,7 @@ class DatasetConfig(_Strict):
         return self
 
 
-class TaskConfig(_Strict):
+class TaskConfig(StrictModel):
     """The workload: model, prompts, token limits and seed."""
 
     model: str = Field("smollm2-135m", min_length=1)
@@ -157,164 +116,13 @@ class TaskConfig(_Strict):
 # ------------------------------------------------------------------ transformers
 
 
-class TransformersSamplingConfig(_Strict):
-    """Decoding settings passed to ``generate``; None = the engine's default."""
-
-    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
-    do_sample: bool | None = None
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
-    min_p: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    min_new_tokens: int | None = Field(None, ge=0)
-
-
-class TransformersConfig(_Strict):
-    """The `transformers:` section."""
-
-    batch_size: int = Field(1, ge=1, le=65_536)
-    dtype: TorchDtype | None = None
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = (
-        None
-    )
-    torch_compile: bool | None = None
-    torch_compile_mode: (
-        Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None
-    ) = None
-    torch_compile_backend: str | None = None
-    load_in_4bit: bool | None = None
-    load_in_8bit: bool | None = None
-    bnb_4bit_compute_dtype: TorchDtype | None = None
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] | None = None
-    bnb_4bit_use_double_quant: bool | None = None
-    use_cache: bool | None = None
-    cache_implementation: Literal["dynamic", "static", "offloaded", "offloaded_static"] | None = (
-        None
-    )
-    num_beams: int | None = Field(None, ge=1, le=64)
-    device_map: str | None = None
-    sampling: TransformersSamplingConfig = TransformersSamplingConfig()
-
-    @model_validator(mode="after")
-    def _cross_field(self) -> TransformersConfig:
-        if self.load_in_4bit and self.load_in_8bit:
-            raise ValueError("`load_in_4bit` and `load_in_8bit` cannot both be true")
-        bnb4 = (
-            self.bnb_4bit_compute_dtype,
-            self.bnb_4bit_quant_type,
-            self.bnb_4bit_use_double_quant,
-        )
-        if any(v is not None for v in bnb4) and not self.load_in_4bit:
-            raise ValueError("`bnb_4bit_*` options need `load_in_4bit: true`")
-        if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
-            raise ValueError("flash_attention_2 needs float16 or bfloat16, not float32")
-        if (self.torch_compile_mode or self.torch_compile_backend) and not self.torch_compile:
-            raise ValueError(
-                "`torch_compile_mode`/`torch_compile_backend` need `torch_compile: true`"
-            )
-        return self
-
-
 # -------------------------------------------------------------------------- vllm
-
-
-class VLLMEngineArgs(_Strict):
-    """Engine arguments of the `vllm:` section."""
-
-    gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    max_num_seqs: int | None = Field(None, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=1)
-    max_model_len: int | None = Field(None, ge=1)
-    block_size: Literal[8, 16, 32, 64, 128] | None = None
-    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] | None = None
-    enforce_eager: bool | None = None
-    enable_chunked_prefill: bool | None = None
-    enable_prefix_caching: bool | None = None
-    tensor_parallel_size: int | None = Field(None, ge=1)
-    pipeline_parallel_size: int | None = Field(None, ge=1)
-    quantization: str | None = None
-    speculative_config: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _batched_tokens(self) -> VLLMEngineArgs:
-        mbt, mml = self.max_num_batched_tokens, self.max_model_len
-        if mbt is not None and mml is not None and mbt < mml and not self.enable_chunked_prefill:
-            raise ValueError(
-                f"`max_num_batched_tokens` ({mbt}) < `max_model_len` ({mml}) needs "
-                "`enable_chunked_prefill: true`"
-            )
-        return self
-
-
-class VLLMSamplingConfig(_Strict):
-    """Sampling parameters of the `vllm:` section."""
-
-    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
-    top_k: int | None = Field(None, ge=-1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    min_p: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
-    min_tokens: int | None = Field(None, ge=0)
-    n: int | None = Field(None, ge=1, le=64)
-    ignore_eos: bool | None = None
-
-
-class VLLMConfig(_Strict):
-    """The `vllm:` section."""
-
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
-    engine: VLLMEngineArgs = VLLMEngineArgs()
-    sampling: VLLMSamplingConfig = VLLMSamplingConfig()
 
 
 # --------------------------------------------------------------------- tensorrt
 
 
-class TensorRTQuantConfig(_Strict):
-    quant_algo: Literal["FP8", "INT8", "W4A16_AWQ", "W8A16", "W4A16", "NVFP4"] | None = None
-    kv_cache_quant_algo: Literal["FP8", "INT8"] | None = None
-
-
-class TensorRTKVCacheConfig(_Strict):
-    free_gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    enable_block_reuse: bool | None = None
-
-
-class TensorRTSamplingConfig(_Strict):
-    temperature: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False)
-    top_k: int | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    repetition_penalty: float | None = Field(None, gt=0.0, le=100.0, allow_inf_nan=False)
-    min_tokens: int | None = Field(None, ge=0)
-
-
-class TensorRTConfig(_Strict):
-    """The `tensorrt:` section."""
-
-    max_batch_size: int | None = Field(None, ge=1)
-    tensor_parallel_size: int | None = Field(None, ge=1)
-    dtype: Literal["auto", "float16", "bfloat16"] | None = None
-    quant_config: TensorRTQuantConfig = TensorRTQuantConfig()
-    kv_cache_config: TensorRTKVCacheConfig = TensorRTKVCacheConfig()
-    sampling: TensorRTSamplingConfig = TensorRTSamplingConfig()
-
-
 # -------------------------------------------------------------------------- fake
-
-
-class FakeConfig(_Strict):
-    """The `fake:` section: a deterministic engine for tests and demonstrations."""
-
-    batch_size: int = Field(1, ge=1, le=65_536)
-    token_latency_ms: float = Field(
-        0.0, ge=0.0, le=60_000, allow_inf_nan=False, description="sleep per decode step"
-    )
-    prefill_latency_ms: float = Field(0.0, ge=0.0, le=60_000, allow_inf_nan=False)
-    output_tokens: int | None = Field(
-        None, ge=1, description="tokens per request; None = max_output_tokens"
-    )
 
 
 # ------------------------------------------------------------------ measurement
@@ -324,7 +132,7 @@ class FakeConfig(_Strict):
 GPU_MIN_WINDOW_S = 10.0
 
 
-class WarmupConfig(_Strict):
+class WarmupConfig(StrictModel):
     """Warm-up before the measured window: a fixed count, or until latency converges."""
 
     enabled: bool = True
@@ -345,7 +153,7 @@ class WarmupConfig(_Strict):
         return self
 
 
-class BaselineConfig(_Strict):
+class BaselineConfig(StrictModel):
     """Idle-power baseline taken before the model loads."""
 
     enabled: bool = True
@@ -357,7 +165,7 @@ class BaselineConfig(_Strict):
     drift_threshold: float = Field(0.10, gt=0.0, le=10.0, allow_inf_nan=False)
 
 
-class MeasurementConfig(_Strict):
+class MeasurementConfig(StrictModel):
     """How energy and time are measured."""
 
     energy_sampler: EnergySamplerName = "auto"
@@ -406,10 +214,13 @@ def _preset_values(engine: str, preset: str) -> dict[str, Any]:
     return values if do_sample else {"temperature": 0.0}
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     """One experiment: a model, a workload, an engine, and how to measure it."""
 
     task: TaskConfig = TaskConfig()
+    mode: Mode = Field(
+        "offline", description="offline: generate over the prompt set; serving: load a server"
+    )
     engine: EngineName = "transformers"
     transformers: TransformersConfig | None = None
     vllm: VLLMConfig | None = None
@@ -417,6 +228,9 @@ class ExperimentConfig(_Strict):
     fake: FakeConfig | None = None
     measurement: MeasurementConfig = MeasurementConfig()
     sampling_preset: SamplingPreset | None = None
+    serving: ServingConfig | None = Field(
+        None, description="mode: serving only: the server and the load (see docs/serving.md)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -459,6 +273,34 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 f"section {listed} does not match `engine: {self.engine}`; "
                 f"remove it or set `engine: {others[0]}`"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serving_section_of_serving_mode(cls, data: Any) -> Any:
+        # Filled in, so that the resolved config (and its hash) says how the load ran.
+        if isinstance(data, dict) and data.get("mode") == "serving" and data.get("serving") is None:
+            return {**data, "serving": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _serving_fits_mode(self) -> ExperimentConfig:
+        if self.mode == "offline":
+            if self.serving is not None:
+                raise ValueError("the `serving:` section needs `mode: serving`")
+            return self
+        serving = self.serving or ServingConfig()
+        if serving.server == "launch" and self.engine not in _SERVABLE_ENGINES:
+            raise ValueError(
+                f"`mode: serving` launches the engine's server, which llem can do for "
+                f"{', '.join(f'`engine: {e}`' for e in _SERVABLE_ENGINES)}, not `engine: "
+                f"{self.engine}`; or measure a running server with `serving.endpoint: URL`"
+            )
+        if self.task.dataset.source == "synthetic":
+            raise ValueError(
+                "`mode: serving` sends prompt texts; use the built-in set or a .jsonl file, "
+                "not `synthetic`"
             )
         return self
 

@@ -13,9 +13,11 @@ from typing import Any, Protocol, runtime_checkable
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.records.base import Availability
+from llenergymeasure.records.compute import ModelShape
 
 __all__ = [
     "Availability",
+    "BatchTiming",
     "Engine",
     "GenerationOutput",
     "LoadedModel",
@@ -41,6 +43,10 @@ class ModelInfo:
     engine_args: dict[str, Any] = field(default_factory=dict)
     model_memory_mib: float | None = None
     notes: tuple[str, ...] = ()
+    # The matmul shape from the model's config, for FLOPs; None when it does not describe one.
+    shape: ModelShape | None = None
+    # The accelerators the model runs on, as the device reports its name; empty on the CPU.
+    device_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,25 @@ class RequestOutput:
 
 
 @dataclass(frozen=True)
+class BatchTiming:
+    """When one static batch started and when each of its decoding steps completed.
+
+    Times are ``time.perf_counter()`` seconds (the power trace's clock). ``step_end_s[0]``
+    ends the prefill (the batch's first token); later steps are decode steps.
+    """
+
+    indices: tuple[int, ...]
+    start_s: float
+    step_end_s: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class GenerationOutput:
-    """All requests of one ``generate`` call."""
+    """All requests of one ``generate`` call; ``batches`` when the engine times its steps."""
 
     requests: tuple[RequestOutput, ...]
     timing_definition: str
+    batches: tuple[BatchTiming, ...] = ()
 
 
 @runtime_checkable

@@ -1,5 +1,6 @@
 """What every engine reads from a model's files, in one place: the GGUF-to-safetensors
-conversion, safetensors headers, end-of-sequence ids, parameter counts, package versions.
+conversion, safetensors headers, end-of-sequence ids, parameter counts, the matmul shape
+(for FLOPs), package versions.
 
 Nothing here imports an engine's library at module level; transformers is imported only
 by the conversion, which needs it.
@@ -9,22 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
 import shutil
 import struct
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
+from llenergymeasure.records.compute import ModelShape
 
 __all__ = [
     "count_params",
     "dist_version",
+    "dtype_bytes",
     "ensure_converted",
     "eos_ids",
+    "importable",
+    "model_shape",
     "quiet_transformers",
+    "read_model_shape",
     "safetensors_shapes",
     "stop_ids",
     "weights_mib",
@@ -52,6 +61,14 @@ def dist_version(*dists: str) -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec: imported, so present
+        return module in sys.modules
 
 
 def quiet_transformers() -> None:
@@ -145,6 +162,11 @@ def count_params(folder: Path) -> tuple[int | None, int | None]:
     return total, total - embedding
 
 
+def dtype_bytes(dtype: str | None) -> int | None:
+    """Bytes per element of a floating-point dtype (``bfloat16``: 2); None for others."""
+    return _BYTES_PER_ELEMENT.get((dtype or "").removeprefix("torch."))
+
+
 def weights_mib(folder: Path, dtype: str) -> float | None:
     """Weight memory at the dtype an engine runs: stored parameters × bytes per element."""
     total, _ = count_params(folder)
@@ -174,3 +196,102 @@ def stop_ids(eos: Any, tokenizer: Any) -> list[int]:
     if eos is None:
         return []
     return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
+
+
+# Families whose MLP is gated (gate, up, down) or plain (up, down), for configs read without
+# the weights' names at hand. Others are read from the weights, or not at all.
+_GATED_FAMILIES = frozenset(
+    {
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
+        "gemma2", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "smollm3", "cohere",
+    }
+)  # fmt: skip
+_PLAIN_FAMILIES = frozenset(
+    {"gpt2", "gpt_neox", "gptj", "opt", "falcon", "phi", "bloom", "starcoder2", "gpt_bigcode"}
+)
+_GATED_TENSORS = ("gate_proj.weight", "gate_up_proj.weight", ".w1.weight", "w3.weight")
+# Attention shapes this model does not describe (low-rank KV projections, linear attention).
+_UNSUPPORTED_KEYS = ("kv_lora_rank", "linear_attn_config", "layer_types_linear")
+
+
+def _first(config: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = config.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def model_shape(config: Mapping[str, Any], tensor_names: Iterable[str] = ()) -> ModelShape | None:
+    """The matmul shape of a decoder-only model from its Hugging Face config; None when the
+    config does not describe one this FLOPs model covers.
+
+    ``tensor_names`` (the checkpoint's weight names, when known) settle whether the MLP is
+    gated and whether the LM head is stored apart from the embedding.
+    """
+    config = config.get("text_config") or config
+    names = list(tensor_names)
+    hidden = _first(config, "hidden_size", "n_embd", "d_model")
+    layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _first(config, "num_attention_heads", "n_head")
+    vocab = config.get("vocab_size")
+    if not all(isinstance(v, int) and v > 0 for v in (hidden, layers, heads, vocab)):
+        return None
+    if any(config.get(key) is not None for key in _UNSUPPORTED_KEYS):
+        return None
+    gated = _gated(config.get("model_type"), names)
+    if gated is None:
+        return None
+    kv_heads = _first(config, "num_key_value_heads", "num_kv_heads")
+    if kv_heads is None:
+        kv_heads = 1 if config.get("multi_query") else heads
+    n_experts = _first(config, "num_local_experts", "num_experts", "n_routed_experts")
+    width = _first(config, "moe_intermediate_size") if n_experts else None
+    width = width or _first(config, "intermediate_size", "n_inner", "ffn_dim") or 4 * hidden
+    quant = config.get("quantization_config")
+    return ModelShape(
+        model_type=config.get("model_type"),
+        n_layers=layers,
+        hidden_size=hidden,
+        n_heads=heads,
+        n_kv_heads=int(kv_heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        intermediate_size=int(width),
+        vocab_size=vocab,
+        gated_mlp=gated,
+        tied_embeddings=(
+            not any(n.endswith("lm_head.weight") for n in names)
+            if names
+            else bool(config.get("tie_word_embeddings", False))
+        ),
+        n_experts=int(n_experts) if n_experts else None,
+        n_active_experts=int(config.get("num_experts_per_tok") or 1) if n_experts else None,
+        quantization=str(quant.get("quant_method")) if isinstance(quant, Mapping) else None,
+    )
+
+
+def _gated(model_type: Any, names: list[str]) -> bool | None:
+    if any(n.endswith(_GATED_TENSORS) for n in names):
+        return True
+    if any(n.endswith(("up_proj.weight", "fc1.weight", "c_fc.weight")) for n in names):
+        return False
+    if model_type in _GATED_FAMILIES:
+        return True
+    if model_type in _PLAIN_FAMILIES:
+        return False
+    return None
+
+
+def read_model_shape(folder: Path) -> ModelShape | None:
+    """:func:`model_shape` of a model folder (``config.json`` and safetensors headers)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    try:
+        names: Iterable[str] = safetensors_shapes(folder)
+    except (OSError, ValueError, struct.error, KeyError, TypeError):
+        names = ()
+    return model_shape(config, names)

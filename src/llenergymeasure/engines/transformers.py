@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, TransformersConfig
+from llenergymeasure.config.engines import TransformersConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
+    BatchTiming,
     GenerationOutput,
     ModelInfo,
     PreparedPrompts,
@@ -24,12 +25,20 @@ from llenergymeasure.engines.base import (
 from llenergymeasure.engines.model_files import (
     dist_version,
     ensure_converted,
+    model_shape,
     quiet_transformers,
     stop_ids,
 )
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
-from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
+from llenergymeasure.engines.timing import (
+    STATIC_BATCH_TIMING,
+    EventStepClock,
+    HostStepClock,
+    StepClock,
+    StepMarker,
+    requests_from_steps,
+)
 from llenergymeasure.errors import EngineError
 from llenergymeasure.records.base import Availability
 
@@ -109,22 +118,6 @@ class _Batch:
     n_input_tokens: list[int]
 
 
-class _StepClock:
-    """Stopping criterion that never stops: it timestamps every decoding step."""
-
-    def __init__(self, sync: Any) -> None:
-        self.times: list[float] = []
-        self._sync = sync
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        if self._sync is not None:
-            self._sync()
-        self.times.append(time.perf_counter())
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
 class TransformersLoadedModel:
     """A transformers model and tokenizer held in memory."""
 
@@ -187,25 +180,8 @@ class TransformersLoadedModel:
         tokenizer.padding_side = "left"  # decoder-only: new tokens follow the real prompt end
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        n_params, n_non_embedding = _count_params(model)
         generate_kwargs = _generation_kwargs(config, tokenizer)
-        shown = {k: str(v) for k, v in kwargs.items() if k != "quantization_config"}
-        if "quantization_config" in kwargs:
-            shown["quantization_config"] = str(kwargs["quantization_config"].to_dict())
-        info = ModelInfo(
-            n_params=n_params,
-            n_non_embedding_params=n_non_embedding,
-            dtype=str(model.dtype).removeprefix("torch."),
-            device=str(model.device),
-            engine_version=dist_version("transformers"),
-            engine_args={
-                "from_pretrained": shown,
-                "generate": {k: str(v) for k, v in generate_kwargs.items()},
-                "torch_version": dist_version("torch"),
-            },
-            model_memory_mib=float(model.get_memory_footprint()) / _MIB,
-            notes=tuple(notes),
-        )
+        info = _model_info(model, kwargs, generate_kwargs, notes)
         return cls(config, model, tokenizer, info, generate_kwargs)
 
     def encode(self, text: str) -> list[int]:
@@ -252,39 +228,53 @@ class TransformersLoadedModel:
 
         # Reseed per call so the window's sampling does not depend on the warm-up count.
         torch.manual_seed(self._config.task.random_seed)
-        sync = torch.cuda.synchronize if self._device.startswith("cuda") else None
         eos = set(stop_ids(self._model.generation_config.eos_token_id, self._tokenizer))
+        clock = self._step_clock()
         records: list[RequestOutput] = []
+        timings: list[BatchTiming] = []
         for batch in prepared.payload:
-            clock = _StepClock(sync)
-            start = time.perf_counter()
+            marker = StoppingCriteriaList([StepMarker(clock)])
+            clock.start()
             try:
                 with torch.inference_mode():
                     out = self._model.generate(
                         input_ids=batch.input_ids,
                         attention_mask=batch.attention_mask,
-                        stopping_criteria=StoppingCriteriaList([clock]),
+                        stopping_criteria=marker,
                         **self._generate_kwargs,
                     )
             except (RuntimeError, ValueError) as err:
                 raise EngineError(
                     f"transformers generate failed: {type(err).__name__}: {err}"
                 ) from err
+            timing = clock.resolve(batch.indices)
             new = out[:, batch.input_ids.shape[1] :].tolist()
             counted = [_real_tokens(row, eos) for row in new]
             records.extend(
                 requests_from_steps(
-                    batch_start_s=start,
-                    step_times_s=clock.times,
+                    batch_start_s=timing.start_s,
+                    step_times_s=timing.step_end_s,
                     indices=batch.indices,
                     n_input_tokens=batch.n_input_tokens,
                     n_output_tokens=[len(c) for c in counted],
                     token_ids=[tuple(c) for c in counted],
                 )
             )
+            timings.append(timing)
             if on_progress is not None:
                 on_progress(len(records))
-        return GenerationOutput(requests=tuple(records), timing_definition=STATIC_BATCH_TIMING)
+        return GenerationOutput(
+            requests=tuple(records), timing_definition=STATIC_BATCH_TIMING, batches=tuple(timings)
+        )
+
+    def _step_clock(self) -> StepClock:
+        """CUDA events on the model's stream on a GPU (no wait per step); the host clock else."""
+        if not self._device.startswith("cuda"):
+            return HostStepClock()
+        import torch
+
+        stream = torch.cuda.current_stream(torch.device(self._device))
+        return EventStepClock(lambda: torch.cuda.Event(enable_timing=True), stream=stream)
 
     def synchronize(self) -> None:
         if self._device.startswith("cuda"):
@@ -347,6 +337,44 @@ def _count_params(model: Any) -> tuple[int, int]:
     embedding = model.get_input_embeddings()
     excluded = sum(p.numel() for p in embedding.parameters()) if embedding is not None else 0
     return int(total), int(total - excluded)
+
+
+def _model_info(
+    model: Any, kwargs: dict[str, Any], generate_kwargs: dict[str, Any], notes: list[str]
+) -> ModelInfo:
+    """What was loaded, with which arguments, its shape and the devices it is on."""
+    n_params, n_non_embedding = _count_params(model)
+    shown = {k: str(v) for k, v in kwargs.items() if k != "quantization_config"}
+    if "quantization_config" in kwargs:
+        shown["quantization_config"] = str(kwargs["quantization_config"].to_dict())
+    return ModelInfo(
+        n_params=n_params,
+        n_non_embedding_params=n_non_embedding,
+        dtype=str(model.dtype).removeprefix("torch."),
+        device=str(model.device),
+        engine_version=dist_version("transformers"),
+        engine_args={
+            "from_pretrained": shown,
+            "generate": {k: str(v) for k, v in generate_kwargs.items()},
+            "torch_version": dist_version("torch"),
+        },
+        model_memory_mib=float(model.get_memory_footprint()) / _MIB,
+        notes=tuple(notes),
+        shape=model_shape(model.config.to_dict(), (n for n, _ in model.named_parameters())),
+        device_names=_device_names(model),
+    )
+
+
+def _device_names(model: Any) -> tuple[str, ...]:
+    """The CUDA devices holding the model's weights, by name; empty on the CPU."""
+    import torch
+
+    placed = getattr(model, "hf_device_map", None) or {"": model.device}
+    devices = sorted(
+        {torch.device(d) for d in placed.values() if str(d) not in ("cpu", "disk")},
+        key=lambda d: d.index or 0,
+    )  # a bare index in a device map means that CUDA device
+    return tuple(torch.cuda.get_device_name(d) for d in devices if d.type == "cuda")
 
 
 def _bnb_config(section: TransformersConfig) -> Any:

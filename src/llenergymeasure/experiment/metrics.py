@@ -7,17 +7,16 @@ import resource
 import sys
 from collections.abc import Sequence
 
-import numpy as np
-
 from llenergymeasure._version import tool_version
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import ModelInfo, RequestOutput
 from llenergymeasure.engines.resolve import model_fingerprint
-from llenergymeasure.experiment.compute import flops_result
+from llenergymeasure.experiment.compute import compute_result, flops_result
 from llenergymeasure.experiment.energy_figures import energy_result
 from llenergymeasure.experiment.measurement import Window
+from llenergymeasure.experiment.phase_energy import phase_energy
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.trace_view import TraceView
 from llenergymeasure.experiment.validity import measurement_warnings
@@ -55,17 +54,7 @@ N_FIRST_TOKEN_IDS = 32
 
 def latency_stats(values_ms: Sequence[float]) -> LatencyStats | None:
     """Mean and p50/p90/p99 (linear interpolation); None for no values."""
-    if not values_ms:
-        return None
-    arr = np.asarray(values_ms, dtype=float)
-    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return LatencyStats(
-        mean_ms=float(arr.mean()),
-        p50_ms=float(p50),
-        p90_ms=float(p90),
-        p99_ms=float(p99),
-        n=len(arr),
-    )
+    return LatencyStats.of(values_ms)
 
 
 def _peak_rss_mib() -> float:
@@ -134,7 +123,8 @@ def build_result(
         idle_no_context=idle_no_context[0],
         idle_no_context_note=idle_no_context[1],
     )
-    flops = flops_result(info, n_in + n_out, n_out, s)
+    compute = compute_result(info, reqs, window.output.batches, s)
+    flops = flops_result(compute, info, n_in + n_out, n_out, s)
     if flops is not None and n_out == 0:  # no output token: no figure per output token
         flops = flops.model_copy(update={"per_output_token": None})
     return ExperimentResult(
@@ -182,6 +172,8 @@ def build_result(
         # a window of several passes numbers its requests on: pass x n_prompts + prompt
         requests=tuple(request_record(r, prompt_ids[r.index % len(prompt_ids)]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
+        compute=compute,
+        phase_energy=phase_energy(energy, trace, window.output.batches, reqs),
     )
 
 

@@ -26,13 +26,14 @@ from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, 
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
     device_problems,
+    host_setup_warnings,
     measured_devices,
     scope_gpus,
     sharing,
 )
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
-from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, list_gpus
+from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
 __all__ = ["Plan", "estimate_model_memory_mib", "gpu_requirement_problems", "run_preflight"]
 
@@ -123,10 +124,7 @@ def run_preflight(
     memory_mib = _engine_checks(config, engine, model, runner, engine_devices, hosts, found)
     sampler, reason, sources = _energy(config, user, sampler, telemetry, devices, nvml, found)
     found.attempt(lambda: carbon_intensity(config))
-    warnings = [
-        MeasurementWarning(code="host_setup", message=text, remedy="see the message")
-        for text in (gpu_warnings(scope) if scope else [])
-    ]
+    warnings = host_setup_warnings(scope)
     shared = sharing(scope, memory_mib if _cuda(engine_devices) else None)
     if strict:
         found.messages.extend(f"{w.message} (--strict)" for w in shared)

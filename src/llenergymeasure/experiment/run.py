@@ -23,6 +23,7 @@ from llenergymeasure.experiment.metrics import Idle, build_result
 from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
+from llenergymeasure.experiment.serving import run_serving_experiment
 from llenergymeasure.experiment.warmup import run_warmup
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
 from llenergymeasure.records.result import ExperimentResult, TimingResult, WarmupResult
@@ -52,6 +53,15 @@ def run_experiment(
     """
     if not isinstance(config, ExperimentConfig):
         config = validate_experiment(config)
+    if config.mode == "serving":  # a server under load: its own spine (experiment/serving.py)
+        return run_serving_experiment(
+            config,
+            output_dir=output_dir,
+            sampler=sampler,
+            telemetry=telemetry,
+            reporter=reporter,
+            user_config=user_config,
+        )[0]
     reporter = reporter or NullReporter()
     user = user_config if user_config is not None else load_user_config()
     options = options if options is not None else RunOptions.from_environ()

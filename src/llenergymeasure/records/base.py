@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Availability", "FrozenRecord"]
+__all__ = ["Availability", "FrozenRecord", "LatencyStats"]
 
 
 @dataclass(frozen=True)
@@ -22,3 +24,28 @@ class FrozenRecord(BaseModel):
     """A record as written to disk: immutable, and no field it does not declare."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LatencyStats(FrozenRecord):
+    """Mean and percentiles of one latency, in milliseconds, over ``n`` values."""
+
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    n: int
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float]) -> LatencyStats | None:
+        """Mean and p50/p90/p99 (linear interpolation); None for no values."""
+        if not values_ms:
+            return None
+        arr = np.asarray(values_ms, dtype=float)
+        p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+        return cls(
+            mean_ms=float(arr.mean()),
+            p50_ms=float(p50),
+            p90_ms=float(p90),
+            p99_ms=float(p99),
+            n=len(arr),
+        )

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.records.base import FrozenRecord
+from llenergymeasure.records.base import FrozenRecord, LatencyStats
+from llenergymeasure.records.compute import ComputeResult, PhaseEnergyResult
 from llenergymeasure.records.energy import (
     Confidence,
     DeviceThermal,
@@ -21,6 +22,7 @@ from llenergymeasure.records.energy import (
     TraceSummary,
 )
 from llenergymeasure.records.environment import EnvironmentSnapshot
+from llenergymeasure.records.serving import ServingResult
 
 __all__ = [
     "METHODOLOGY_VERSION",
@@ -56,14 +58,6 @@ class ThroughputResult(FrozenRecord):
     output_tokens_per_s: float
     total_tokens_per_s: float
     requests_per_s: float
-
-
-class LatencyStats(FrozenRecord):
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    n: int
 
 
 class LatencyResult(FrozenRecord):
@@ -211,6 +205,16 @@ class ExperimentResult(FrozenRecord):
     warnings: tuple[MeasurementWarning, ...] = ()
     requests: tuple[RequestRecord, ...] = ()
     methodology: Methodology = Methodology()
+    compute: ComputeResult | None = Field(
+        None, description="FLOPs by phase, MFU and decode MBU; None when the shape is unknown"
+    )
+    phase_energy: PhaseEnergyResult | None = Field(
+        None, description="window energy attributed to prefill and decode (method: attributed)"
+    )
+    mode: Literal["offline", "serving"] = Field(
+        "offline", description="offline: generate over the prompt set; serving: a server under load"
+    )
+    serving: ServingResult | None = Field(None, description="mode: serving only")
     # The trace rows travel with the result in memory and are written to
     # timeseries.parquet, not into result.json.
     timeseries: tuple[dict[str, Any], ...] = Field(default=(), exclude=True, repr=False)

@@ -9,8 +9,8 @@
 
 :func:`open_results` turns any of these paths (or a ``result.json``) into a
 :class:`ResultSet`; :func:`discover` lists every set under a root. The study files are
-read with small lenient views of their own (only the fields shown here), so that this
-layer does not depend on the study package that writes them.
+read with small lenient views of their own (``results/views.py``), so that files
+written by other versions still open.
 """
 
 from __future__ import annotations
@@ -22,132 +22,40 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from llenergymeasure.errors import ResultError
 from llenergymeasure.records.files import load_result
 from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.results.views import (
+    MANIFEST_FILE,
+    RESULT_FILE,
+    STUDY_RESULT_FILE,
+    AggregateView,
+    ManifestView,
+    StudyView,
+    read_header,
+    read_result,
+)
 
 __all__ = [
     "MANIFEST_FILE",
     "RESULT_FILE",
     "STUDY_RESULT_FILE",
     "AggregateView",
-    "ConfigAggregateView",
-    "Listing",
-    "ResultHeader",
     "ResultSet",
     "RunEntry",
     "RunResult",
-    "StudyView",
     "WarningTally",
-    "describe",
     "discover",
     "is_result_set",
     "load_runs",
     "open_results",
-    "read_header",
     "tally_warnings",
 ]
 
-RESULT_FILE = "result.json"
-MANIFEST_FILE = "manifest.json"
-STUDY_RESULT_FILE = "study_result.json"
 _EXPERIMENT_DIR = re.compile(r"^(?P<index>\d+)_c(?P<cycle>\d+)_")
 _FAILED = ("failed", "crashed", "timed_out")
-
-
-class _Lenient(BaseModel):
-    # Views of files another layer owns: read the fields used here, ignore the rest.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _EntryView(_Lenient):
-    index: int
-    label: str
-    config_hash: str
-    cycle: int
-    status: str
-    started_at: datetime | None = None
-    duration_s: float | None = None
-    error: str | None = None
-    result: str | None = None
-
-
-class _ManifestView(_Lenient):
-    name: str
-    design_hash: str
-    status: str
-    created_at: datetime
-    entries: tuple[_EntryView, ...]
-
-
-class AggregateView(_Lenient):
-    """One metric of one config across cycles, as ``study_result.json`` holds it."""
-
-    n: int = 0
-    mean: float | None = None
-    std: float | None = None
-    ci95_half_width: float | None = None
-    ci95_low: float | None = None
-    ci95_high: float | None = None
-
-
-class ConfigAggregateView(_Lenient):
-    index: int
-    label: str
-    config_hash: str
-    n_completed: int
-    j_per_output_token: AggregateView
-    output_tokens_per_s: AggregateView
-
-
-class _ProtocolView(_Lenient):
-    n_cycles: int
-    experiment_order: str
-    experiment_gap_s: float | None = None
-    cycle_gap_s: float | None = None
-    experiment_timeout_s: float | None = None
-
-
-class _SummaryView(_Lenient):
-    n_planned: int
-    n_completed: int
-    n_failed: int
-    wall_time_s: float | None = None
-    total_energy_j: float | None = None
-
-
-class StudyView(_Lenient):
-    """What the report and tables use of ``study_result.json``."""
-
-    status: str
-    protocol: _ProtocolView
-    summary: _SummaryView
-    aggregates: tuple[ConfigAggregateView, ...] = ()
-
-
-class _Identity(_Lenient):
-    name: str
-
-
-class _Window(_Lenient):
-    started_at: datetime
-
-
-class _Energy(_Lenient):
-    total_j: float | None = None
-
-
-class ResultHeader(_Lenient):
-    """The few fields of a ``result.json`` that a listing needs (fast to read)."""
-
-    experiment_id: str
-    measurement_config_hash: str
-    engine: str
-    model: _Identity
-    window: _Window
-    energy: _Energy
 
 
 @dataclass(frozen=True)
@@ -218,6 +126,7 @@ class ResultSet:
     design_hash: str | None
     entries: tuple[RunEntry, ...]
     study: StudyView | None = None
+    stop_reason: str | None = None
 
     @property
     def completed(self) -> list[RunEntry]:
@@ -226,47 +135,6 @@ class ResultSet:
     @property
     def n_failed(self) -> int:
         return sum(entry.status in _FAILED for entry in self.entries)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One line of ``llem results list``: a set and what its completed runs hold."""
-
-    results: ResultSet
-    models: tuple[str, ...]
-    engines: tuple[str, ...]
-    total_energy_j: float | None
-    n_energy_unknown: int
-    n_unreadable: int
-
-
-def describe(results: ResultSet) -> Listing:
-    """Models, engines and total energy of the completed runs (from their headers)."""
-    models: dict[str, None] = {}
-    engines: dict[str, None] = {}
-    energies: list[float] = []
-    unknown = unreadable = 0
-    for entry in results.completed:
-        assert entry.folder is not None  # completed entries have one
-        try:
-            header = read_header(entry.folder)
-        except ResultError:
-            unreadable += 1
-            continue
-        models.setdefault(header.model.name, None)
-        engines.setdefault(header.engine, None)
-        if header.energy.total_j is None:
-            unknown += 1
-        else:
-            energies.append(header.energy.total_j)
-    return Listing(
-        results=results,
-        models=tuple(models),
-        engines=tuple(engines),
-        total_energy_j=sum(energies) if energies else None,
-        n_energy_unknown=unknown,
-        n_unreadable=unreadable,
-    )
 
 
 def is_result_set(path: Path) -> bool:
@@ -321,31 +189,6 @@ def discover(root: Path) -> list[ResultSet]:
             continue
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     return sorted(sets, key=lambda s: (s.created_at or epoch, s.name), reverse=True)
-
-
-def read_header(folder: Path) -> ResultHeader:
-    """The listing fields of ``folder/result.json``."""
-    file = folder / RESULT_FILE
-    try:
-        return ResultHeader.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
-        raise ResultError(f"no result at {file}") from None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
-
-
-def read_result(folder: Path) -> ExperimentResult:
-    """``folder/result.json`` without its trace (the trace is only needed for plots)."""
-    file = folder / RESULT_FILE
-    try:
-        return ExperimentResult.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
-        raise ResultError(
-            f"no result at {file}",
-            hint="the manifest lists this run as completed; was its folder moved or deleted?",
-        ) from None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
 
 
 def load_runs(results: ResultSet, *, traces: bool = False) -> list[RunResult]:
@@ -403,7 +246,7 @@ def _single(name: str, path: Path, folders: Sequence[Path]) -> ResultSet:
 def _open_study(path: Path) -> ResultSet:
     file = path / MANIFEST_FILE
     try:
-        manifest = _ManifestView.model_validate_json(file.read_bytes())
+        manifest = ManifestView.model_validate_json(file.read_bytes())
     except (OSError, ValidationError) as err:
         raise ResultError(f"unreadable manifest {file}: {type(err).__name__}") from err
     entries = tuple(
@@ -428,6 +271,7 @@ def _open_study(path: Path) -> ResultSet:
         design_hash=manifest.design_hash,
         entries=entries,
         study=_read_study(path / STUDY_RESULT_FILE),
+        stop_reason=manifest.stop_reason,
     )
 
 

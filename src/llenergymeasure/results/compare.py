@@ -72,6 +72,14 @@ HEADLINE_METRICS: tuple[Metric, ...] = (
            lambda r: _estimated(r, "total_j")),
     Metric("estimated_j_per_output_token", "estimated energy per output token", "J", "lower",
            lambda r: _estimated(r, "j_per_output_token")),
+    # serving runs only (None for offline ones)
+    Metric("achieved_rate_per_s", "achieved arrival rate", "req/s", "higher",
+           lambda r: r.serving.arrival.achieved_rate_per_s if r.serving else None),
+    Metric("goodput_per_s", "goodput", "req/s", "higher",
+           lambda r: r.serving.goodput.goodput_per_s if r.serving else None),
+    Metric("ttft_p90_ms", "TTFT p90", "ms", "lower",
+           lambda r: r.serving.latency.ttft.p90_ms if r.serving and r.serving.latency.ttft
+           else None),
 )  # fmt: skip
 
 
@@ -117,6 +125,7 @@ class Column:
     energy_methods: frozenset[str]
     gpu_models: frozenset[str] = frozenset()
     power_limits: frozenset[str] = frozenset()
+    modes: frozenset[str] = frozenset({"offline"})
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,13 @@ def compare(paths: Sequence[Path], *, force: bool = False) -> Comparison:
             "compare needs at least two things to compare; these paths hold one config",
             hint="give two run or study folders, or a study with several configs",
         )
+    modes = {mode for column in columns for mode in column.modes}
+    if len(modes) > 1:  # not a mismatch --force may show: the figures mean different things
+        raise ResultError(
+            "not comparable: offline and serving runs measure different things "
+            f"({_sides(columns, lambda c: c.modes)})",
+            hint="compare offline runs with offline runs and serving runs with serving runs",
+        )
     mismatches = _mismatches(columns)
     if mismatches and not force:
         raise ResultError(
@@ -179,6 +195,7 @@ def _column(name: str, runs: Sequence[RunResult]) -> Column:
         ),
         gpu_models=frozenset(m for run in runs if (m := gpus_of(run.result)[0])),
         power_limits=frozenset(w for run in runs if (w := gpus_of(run.result)[1])),
+        modes=frozenset(run.result.mode for run in runs),
     )
 
 
@@ -203,14 +220,19 @@ def _mismatches(columns: Sequence[Column]) -> list[str]:
     )
     problems = []
     for what, get in checks:
-        seen: dict[str, list[str]] = {}
-        for column in columns:
-            for value in sorted(get(column)):
-                seen.setdefault(value, []).append(column.name)
-        if len(seen) > 1:
-            sides = [f"{value} ({_names(names)})" for value, names in seen.items()]
-            problems.append(f"{what}: " + " vs ".join(sides))
+        sides = _sides(columns, get)
+        if " vs " in sides:
+            problems.append(f"{what}: {sides}")
     return problems
+
+
+def _sides(columns: Sequence[Column], get: Callable[[Column], frozenset[str]]) -> str:
+    """Each value of ``get`` with the columns that have it: ``a (x) vs b (y, z)``."""
+    seen: dict[str, list[str]] = {}
+    for column in columns:
+        for value in sorted(get(column)):
+            seen.setdefault(value, []).append(column.name)
+    return " vs ".join(f"{value} ({_names(names)})" for value, names in seen.items())
 
 
 def _names(names: Sequence[str]) -> str:

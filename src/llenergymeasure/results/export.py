@@ -4,12 +4,16 @@ Columns, in this order (a value that was not measured is empty/null, never 0):
 
 - identity: ``study``, ``run`` (the experiment folder), ``index``, ``cycle``, ``label``,
   ``config_hash``, ``experiment_id``, ``model``, ``engine``, ``engine_version``,
-  ``tool_version``, ``methodology_version``, ``started_at``, ``ended_at``, ``window_s``;
+  ``tool_version``, ``methodology_version``, ``mode``, ``started_at``, ``ended_at``,
+  ``window_s``;
 - the resolved config as dotted names: ``config.task.max_output_tokens``,
   ``config.transformers.batch_size``, ...;
 - metrics as dotted names: ``tokens.*``, ``throughput.*``, ``latency.e2e.p50_ms``,
   ``energy.total_j``, ``energy.j_per_output_token``, ``energy.baseline.power_w``,
-  ``power.*``, ``warmup.*``, ``flops.*``, ``memory.*``, ``timings.*``;
+  ``power.*``, ``warmup.*``, ``flops.*``, ``memory.*``, ``timings.*``, ``compute.*``
+  (FLOPs by phase, MFU, MBU), ``phase_energy.*`` (prefill/decode energy, attributed); for
+  serving runs ``serving.arrival.*``, ``serving.window.*``, ``serving.latency.ttft.p90_ms``,
+  ``serving.goodput.goodput_per_s``, ``serving.j_per_request`` ... (not the per-request list);
 - per energy domain ``energy.<domain>.energy_j`` / ``.method`` / ``.source``, per device
   ``power.<device>.mean_w`` ... and ``thermal.<device>.throttled_s`` ...;
 - the host: ``environment.hostname``, ``environment.cpu_model``, ``environment.gpus``, ...;
@@ -56,6 +60,10 @@ _METRIC_SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
     ("flops", frozenset({"method"})),
     ("memory", frozenset()),
     ("timings", frozenset()),
+    ("compute", frozenset({"method", "peak_note"})),
+    ("phase_energy", frozenset({"note"})),
+    # serving runs: rates, window, latencies, goodput, energy per request (not the requests)
+    ("serving", frozenset({"requests", "timing"})),
 )
 _ENVIRONMENT_FIELDS = (
     "hostname",
@@ -95,6 +103,7 @@ def _row(results: ResultSet, run: RunResult) -> dict[str, Scalar]:
         "engine_version": r.engine_version,
         "tool_version": r.tool_version,
         "methodology_version": r.methodology.version,
+        "mode": r.mode,
         "started_at": r.window.started_at.isoformat(),
         "ended_at": r.window.ended_at.isoformat(),
         "window_s": r.window.duration_s,

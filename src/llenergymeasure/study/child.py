@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
@@ -30,10 +30,11 @@ from typing import IO, Any, TypeAlias
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import LlemError
-from llenergymeasure.experiment.reporter import NullReporter, Reporter
+from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
 from llenergymeasure.records.files import write_experiment
 from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.study.events import EventReporter, RunEvent
 from llenergymeasure.study.models import HeadlineMetrics
 
 __all__ = [
@@ -56,6 +57,11 @@ ChildTarget: TypeAlias = Callable[[ExperimentConfig, Reporter], ExperimentResult
 _PR_SET_PDEATHSIG = 1
 # The log of a single run, moved into its result folder once the run has written it.
 RUN_LOG = "run.log"
+# The parent sends this before killing a silent run: the child writes its Python stack
+# into the log, so that the log says where it hung.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+# The phase of a child writing its result folder, after the experiment returned.
+WRITING_PHASE = "writing results"
 
 
 def experiment_target(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
@@ -164,15 +170,18 @@ def _run(
 ) -> Completed | Failed:
     """Run the target ``resolve`` gives, output in ``log``; every failure is a typed message."""
     began_size, quiet_size = _log_to(log)
-    # A segfault, or a hang that reaches the deadline, leaves a Python stack in the log.
+    # A segfault, or a hang that reaches the deadline or the silence limit, leaves a
+    # Python stack in the log.
     faulthandler.enable()
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
     if dump_at_unix is not None and dump_at_unix > time.time():
         faulthandler.dump_traceback_later(dump_at_unix - time.time())
     message: Completed | Failed
     try:
         target, config = resolve()
         result = target(config, reporter)
-        folder = destination.write(result)
+        with reporter.step(WRITING_PHASE):
+            folder = destination.write(result)
         message = Completed(folder, HeadlineMetrics.of(result))
     except BaseException as err:  # every failure becomes a typed message
         traceback.print_exc()
@@ -236,16 +245,17 @@ def _die_with_parent(parent_pid: int) -> None:
 # -------------------------------------------------------- a child of the fork server
 
 
-class _QueueReporter(NullReporter):
-    """The experiment's Reporter inside a forked child: step names go to the parent."""
+def _ignore_the_terminal() -> None:
+    """Lead a new session, out of reach of the terminal's Ctrl-C, then take SIGINT normally.
 
-    def __init__(self, progress: multiprocessing.queues.Queue[str]) -> None:
-        self._progress = progress
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self._progress.put(name)
-        yield
+    The fork server starts with SIGINT blocked (``study.signals.sigint_blocked``) and
+    its children inherit the block: a Ctrl-C meant for the study may be pending here
+    from before ``setsid``. Ignoring SIGINT discards it; then the usual handler returns.
+    """
+    os.setsid()  # lead a new process group: the parent kills the whole group on timeout
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def forked_main(
@@ -257,19 +267,19 @@ def forked_main(
     *,
     parent_pid: int,
     conn: Connection,
-    progress: multiprocessing.queues.Queue[str],
+    progress: multiprocessing.queues.Queue[dict[str, Any]],
     environ: dict[str, str],
     path: list[str],
 ) -> None:
     """Entry of a child forked from the fork server; the message goes back pickled."""
-    os.setsid()  # lead a new process group: the parent kills the whole group on timeout
+    _ignore_the_terminal()
     # Its parent is the fork server, which exits when the study process does.
     _die_with_parent(parent_pid)
     # The fork server started with the parent's environment of that moment; use today's.
     os.environ.clear()
     os.environ.update(environ)
     sys.path[:] = path
-    reporter = _QueueReporter(progress)
+    reporter = EventReporter(lambda event: progress.put(event.to_json()))
     message = _run(lambda: (target, config), destination, log, dump_at_unix, reporter)
     conn.send(message)
     conn.close()
@@ -278,17 +288,14 @@ def forked_main(
 # ---------------------------------------------- a fresh process of another interpreter
 
 
-class _PipeReporter(NullReporter):
-    """The experiment's Reporter inside a runner: step names go out as JSON lines."""
+def _json_line(out: IO[str]) -> Callable[[RunEvent], None]:
+    """Send events as JSON lines on a runner's message pipe."""
 
-    def __init__(self, out: IO[str]) -> None:
-        self._out = out
+    def send(event: RunEvent) -> None:
+        out.write(json.dumps({"event": event.to_json()}) + "\n")
+        out.flush()
 
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self._out.write(json.dumps({"step": name}) + "\n")
-        self._out.flush()
-        yield
+    return send
 
 
 def _import_target(name: str, search_path: str | None) -> ChildTarget:
@@ -318,7 +325,7 @@ def main() -> int:
             Destination.from_json(spec["destination"]),
             Path(spec["log"]),
             spec.get("dump_at_unix"),
-            _PipeReporter(out),
+            EventReporter(_json_line(out)),
         )
         out.write(json.dumps(message_to_json(message)) + "\n")
     return 0

@@ -14,7 +14,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from llenergymeasure.config.study import StudyPlan, effective_gaps
+from llenergymeasure.config.order import effective_gaps
+from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.experiment.warmup import GPU_MIN_THERMAL_FLOOR_S
 
 __all__ = ["DurationEstimate", "estimate_duration"]

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.errors import StudyError
 from llenergymeasure.records.files import atomic_write_text
-from llenergymeasure.study.isolation import RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics, StudyPlanLike, StudyStatus, check_plan
+from llenergymeasure.study.outcome import RunOutcome
+from llenergymeasure.study.signals import interrupts_held
 
 __all__ = [
     "MANIFEST_FILE",
@@ -75,6 +76,11 @@ class ManifestEntry(_Frozen):
     result: str | None = None
     metrics: HeadlineMetrics | None = None
     placement: Placement | None = None
+    adopted: bool = Field(
+        False,
+        description="completed by a child whose study process died before recording it; "
+        "its folder was validated and adopted on resume",
+    )
 
     @property
     def key(self) -> tuple[str, int]:
@@ -90,6 +96,9 @@ class Manifest(_Frozen):
     status: StudyStatus
     created_at: datetime
     updated_at: datetime
+    stop_reason: str | None = Field(
+        None, description="why the latest session stopped before every run was done"
+    )
     entries: tuple[ManifestEntry, ...]
 
     @classmethod
@@ -199,7 +208,10 @@ class Ledger:
         planned_keys = {entry.key for entry in planned}
         entries += [entry for entry in old.entries if entry.key not in planned_keys]
         return cls(
-            study_dir, old.model_copy(update={"status": "running", "entries": tuple(entries)})
+            study_dir,
+            old.model_copy(
+                update={"status": "running", "stop_reason": None, "entries": tuple(entries)}
+            ),
         )
 
     @property
@@ -230,17 +242,23 @@ class Ledger:
         """Record how ``entry``'s run ended (and, on a cluster, where it ran)."""
         return self._replace([_entry_after(entry, outcome, self.study_dir, placement)])[0]
 
-    def interrupt_running(self) -> None:
+    def interrupt_running(self, message: str = "interrupted before the run finished") -> None:
         """Mark any entry still ``running`` as interrupted (the parent is stopping)."""
         running = [e for e in self.manifest.entries if e.status == "running"]
         if running:
-            message = "interrupted before the run finished"
             self._replace(
                 [e.model_copy(update={"status": "interrupted", "error": message}) for e in running]
             )
 
-    def set_status(self, status: StudyStatus) -> None:
-        self.manifest = self.manifest.model_copy(update={"status": status})
+    def replace(self, entries: Iterable[ManifestEntry]) -> None:
+        """Put ``entries`` in place of the entries of the same (config hash, cycle)."""
+        self._replace(entries)
+
+    def set_status(self, status: StudyStatus, stop_reason: str | None = None) -> None:
+        """The study's status, and why the session stopped early (None when it did not)."""
+        self.manifest = self.manifest.model_copy(
+            update={"status": status, "stop_reason": stop_reason}
+        )
         self._save()
 
     def _replace(self, changed: Iterable[ManifestEntry]) -> list[ManifestEntry]:
@@ -253,4 +271,5 @@ class Ledger:
 
     def _save(self) -> None:
         self.manifest = self.manifest.model_copy(update={"updated_at": _now()})
-        self.manifest.save(self.path)
+        with interrupts_held():  # memory and disk agree whenever a Ctrl-C comes
+            self.manifest.save(self.path)

@@ -35,7 +35,9 @@ __all__ = [
 
 RESULT_SCHEMA_VERSION = "1"
 
-StudyStatus = Literal["running", "completed", "failed", "interrupted", "circuit_breaker"]
+StudyStatus = Literal[
+    "running", "completed", "failed", "interrupted", "circuit_breaker", "fail_fast", "timed_out"
+]
 
 
 class PlannedRunLike(Protocol):
@@ -68,6 +70,15 @@ class ExecutionLike(Protocol):
 
     @property
     def max_consecutive_failures(self) -> int: ...
+
+    @property
+    def fail_fast(self) -> bool: ...
+
+    @property
+    def study_timeout_s(self) -> float | None: ...
+
+    @property
+    def experiment_silence_timeout_s(self) -> float | None: ...
 
 
 class StudyPlanLike(Protocol):
@@ -128,6 +139,8 @@ class HeadlineMetrics(_Frozen):
     energy_j: float | None = Field(description="window energy; None when not measured")
     energy_method: str | None
     window_s: float
+    j_per_request: float | None = Field(None, description="serving runs: window J / request")
+    goodput_per_s: float | None = Field(None, description="serving runs: requests/s meeting SLO")
 
     @classmethod
     def of(cls, result: ExperimentResult) -> HeadlineMetrics:
@@ -138,12 +151,15 @@ class HeadlineMetrics(_Frozen):
             # nothing measured (a host with no counter): the estimate, labelled as one
             per_token, total = energy.estimated.j_per_output_token, energy.estimated.total_j
             method = energy.estimated.method
+        serving = result.serving
         return cls(
             output_tokens_per_s=result.throughput.output_tokens_per_s,
             j_per_output_token=per_token,
             energy_j=total,
             energy_method=method,
             window_s=result.window.duration_s,
+            j_per_request=serving.j_per_request if serving is not None else None,
+            goodput_per_s=serving.goodput.goodput_per_s if serving is not None else None,
         )
 
 
@@ -165,6 +181,8 @@ class ConfigAggregate(_Frozen):
     n_completed: int
     j_per_output_token: Aggregate
     output_tokens_per_s: Aggregate
+    j_per_request: Aggregate | None = Field(None, description="serving configs only")
+    goodput_per_s: Aggregate | None = Field(None, description="serving configs with an SLO")
 
 
 class StudyProtocol(_Frozen):
@@ -176,6 +194,9 @@ class StudyProtocol(_Frozen):
     cycle_gap_s: float
     experiment_timeout_s: float
     max_consecutive_failures: int
+    experiment_silence_timeout_s: float | None = None
+    fail_fast: bool = False
+    study_timeout_s: float | None = Field(None, description="the session's wall-clock budget")
 
 
 class StudySummary(_Frozen):

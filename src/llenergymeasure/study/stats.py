@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest, ManifestEntry
@@ -131,6 +131,14 @@ def _per_config(entries: Sequence[ManifestEntry]) -> tuple[ConfigAggregate, ...]
                     [m.j_per_output_token for m in metrics if m.j_per_output_token is not None]
                 ),
                 output_tokens_per_s=aggregate([m.output_tokens_per_s for m in metrics]),
+                j_per_request=_known(m.j_per_request for m in metrics),
+                goodput_per_s=_known(m.goodput_per_s for m in metrics),
             )
         )
     return tuple(sorted(aggregates, key=lambda a: a.index))
+
+
+def _known(values: Iterable[float | None]) -> Aggregate | None:
+    """The aggregate of the values measured; None when no run has one (offline configs)."""
+    known = [v for v in values if v is not None]
+    return aggregate(known) if known else None

@@ -12,8 +12,10 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llenergymeasure.config.models import ExperimentConfig, FakeConfig
+from llenergymeasure.config.engines import FakeConfig
+from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
+    BatchTiming,
     GenerationOutput,
     ModelInfo,
     PreparedPrompts,
@@ -22,6 +24,7 @@ from llenergymeasure.engines.base import (
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.engines.timing import STATIC_BATCH_TIMING, requests_from_steps
 from llenergymeasure.records.base import Availability
+from llenergymeasure.records.compute import ModelShape
 
 __all__ = ["FakeEngine", "FakeLoadedModel"]
 
@@ -31,9 +34,19 @@ _FAKE_PARAMS = 1_000_000
 
 
 class FakeEngine:
-    """Deterministic engine for tests and demonstrations; always available."""
+    """Deterministic engine for tests and demonstrations; always available.
+
+    ``shape`` and ``device_names`` are what its model reports as its matmul shape and the
+    accelerators it "runs" on, so that compute accounting can be tested against them.
+    """
 
     name = "fake"
+
+    def __init__(
+        self, *, shape: ModelShape | None = None, device_names: tuple[str, ...] = ()
+    ) -> None:
+        self._shape = shape
+        self._device_names = device_names
 
     def probe(self) -> Availability:
         return Availability(True, "built in", version="1")
@@ -45,7 +58,7 @@ class FakeEngine:
         return []
 
     def load(self, config: ExperimentConfig, model: ResolvedModel) -> FakeLoadedModel:
-        return FakeLoadedModel(config)
+        return FakeLoadedModel(config, shape=self._shape, device_names=self._device_names)
 
 
 @dataclass
@@ -58,7 +71,13 @@ class _Batch:
 class FakeLoadedModel:
     """The fake engine's loaded model: a word tokenizer and timed sleeps."""
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        shape: ModelShape | None = None,
+        device_names: tuple[str, ...] = (),
+    ) -> None:
         self._config = config
         self._fake = config.fake or FakeConfig()
         self.info = ModelInfo(
@@ -69,6 +88,8 @@ class FakeLoadedModel:
             engine_version="1",
             engine_args=self._fake.model_dump(),
             model_memory_mib=_FAKE_PARAMS * 4 / 2**20,
+            shape=shape,
+            device_names=device_names,
         )
 
     def encode(self, text: str) -> list[int]:
@@ -102,6 +123,7 @@ class FakeLoadedModel:
     ) -> GenerationOutput:
         n_out = self._n_output()
         records = []
+        timings = []
         done = 0
         for batch in prepared.payload:
             start = time.perf_counter()
@@ -110,6 +132,7 @@ class FakeLoadedModel:
             for _ in range(n_out):
                 _sleep_ms(self._fake.token_latency_ms)
                 steps.append(time.perf_counter())
+            timings.append(BatchTiming(tuple(batch.indices), start, tuple(steps)))
             ids = [tuple((seed + k) % _VOCAB for k in range(n_out)) for seed in batch.seeds]
             records.extend(
                 requests_from_steps(
@@ -124,7 +147,9 @@ class FakeLoadedModel:
             done += len(batch.indices)
             if on_progress is not None:
                 on_progress(done)
-        return GenerationOutput(requests=tuple(records), timing_definition=STATIC_BATCH_TIMING)
+        return GenerationOutput(
+            requests=tuple(records), timing_definition=STATIC_BATCH_TIMING, batches=tuple(timings)
+        )
 
     def synchronize(self) -> None:
         return None

@@ -8,17 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
-from gpu_study import THROTTLED_BATCH
 
-from llenergymeasure.report.html import (
-    MAX_TRACE_RUNS,
-    REPORT_FILE,
-    build_report,
-    pareto_front,
-    render_report,
-    swept_parameters,
-    write_report,
-)
+from gpu_study import THROTTLED_BATCH
+from llenergymeasure.report.configs import pareto_front, swept_parameters
+from llenergymeasure.report.html import REPORT_FILE, build_report, render_report, write_report
+from llenergymeasure.report.traces import MAX_TRACE_RUNS
 from llenergymeasure.results.collection import RunResult, load_runs, open_results
 
 SECTIONS = (

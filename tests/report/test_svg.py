@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from llenergymeasure.report.chart import chart
 from llenergymeasure.report.svg import (
     Band,
     Rule,
     Scale,
     Series,
-    chart,
     downsample,
     format_number,
     nice_ticks,

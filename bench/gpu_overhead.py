@@ -1,0 +1,357 @@
+"""GPU overhead bar: llem's transformers engine against a bare ``model.generate`` loop.
+
+Three sides run in this one process, in rotating order, ``--reps`` times each, on the same
+prompts (llem's built-in set, seed 42, chat template, at most 256 input tokens), the same
+left-padded batches, dtype, device, ``max_new_tokens`` and ``min_new_tokens`` (both set to
+``--max-output-tokens``, so every request yields exactly that many tokens), greedy decoding:
+
+* ``bare``: ``model.generate`` over every batch, timed with a device synchronisation at each
+  end of the loop and of each batch (the model loaded once, one warm-up batch).
+* ``llem``: llem's transformers engine, loaded once through the engine registry as
+  ``llem run`` loads it, warmed up on one batch; each rep is one measured window
+  (``experiment.measurement.measure_window``: energy sampler begin, device sync, generate
+  over every prompt, device sync, sampler end) while the power trace polls the telemetry
+  sources that ``energy_sampler: auto`` chooses on this host, every ``--trace-interval-ms``.
+  With ``--spine`` this side is a whole ``run_experiment`` instead (model loaded per rep;
+  on a GPU each run also waits its thermal floor of at least 30 s).
+* ``llem-off``: the same engine and window with no energy sampler and no trace running.
+  ``llem/llem-off`` is what the energy sampler and the trace cost the engine.
+
+``--same-model`` gives the bare loop the engine's loaded model rather than a copy of its own,
+so that the two sides run on the very same weights in memory (two copies of a model can run
+a few percent apart on a CPU).
+
+``--emulate-nvml-ms MS`` adds to the llem side's trace a simulated H200 read through llem's
+NVML telemetry source, every NVML call of which takes MS milliseconds with the GIL released
+(as a ctypes call into the driver does; ~1 ms on the H200 VM): on a host without a GPU it
+shows whether the trace's polling competes with the engine for the GIL.
+
+tokens/s = output tokens / timed seconds (llem: the window). Where NVML is readable each
+side also reports GPU J/token from NVML's energy counter (llem's sampler for ``llem``, the
+same sampler read around the loop for ``bare``). ``--profile DIR`` then profiles one batch of
+each side with ``torch.profiler`` and prints the top operators by self CPU time (chrome
+traces in DIR). The last line ends with the median over reps of llem/bare tokens/s; the bar
+is >= 0.97. The script always exits 0: it measures, it does not test.
+
+Run from the repository root::
+
+    .venv/bin/python bench/gpu_overhead.py --device cpu [--model smollm2-135m|random-135m|PATH]
+        [--batch-size 4] [--n-prompts 16] [--max-output-tokens 64] [--reps 3] [--threads N]
+
+On the CPU both sides run torch with one thread unless ``--threads`` says otherwise: with
+torch's default of one thread per core, any other process on the host stalls the thread
+pool and slows a side several-fold (20x was seen on a shared 2-core host), which swamps
+the few percent measured here. Each side also reports its tokens per CPU-second of this
+process, which other load moves far less than tokens per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    RANDOM_SHAPES,
+    SEED,
+    BareLoop,
+    Reps,
+    Side,
+    gpu_joules,
+    interleave,
+    load_average,
+    model_folder,
+    process_cpu_s,
+    random_model,
+    run_llem,
+    run_main,
+)
+
+TARGET = 0.97
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--model", default="smollm2-135m", help=f"a path, or {set(RANDOM_SHAPES)}")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--n-prompts", type=int, default=16)
+    parser.add_argument("--max-output-tokens", type=int, default=64)
+    parser.add_argument("--dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: 1 on cpu; 0: torch's)"
+    )
+    parser.add_argument("--trace-interval-ms", type=int, default=100)
+    parser.add_argument("--spine", action="store_true", help="llem side: whole run_experiment")
+    parser.add_argument(
+        "--same-model", action="store_true", help="bare side: generate with llem's loaded model"
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="profile one batch per side")
+    parser.add_argument(
+        "--emulate-nvml-ms", type=float, default=0.0, help="trace a simulated GPU as well"
+    )
+    return parser.parse_args(argv)
+
+
+def _config(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    return {
+        "engine": "transformers",
+        "task": {
+            "model": str(folder),
+            "dataset": {"n_prompts": args.n_prompts},
+            "max_output_tokens": args.max_output_tokens,
+            "random_seed": SEED,
+        },
+        "transformers": {
+            "batch_size": args.batch_size,
+            "dtype": args.dtype,
+            "device_map": "cuda:0" if args.device == "cuda" else "cpu",
+            "sampling": {"do_sample": False, "min_new_tokens": args.max_output_tokens},
+        },
+        "measurement": {
+            "warmup": {"n_warmup": 1, "thermal_floor_s": 0},
+            "baseline": {"enabled": False},
+            "sample_interval_ms": args.trace_interval_ms,
+        },
+    }
+
+
+class LlemSide:
+    """llem's engine loaded once; each call is one measured window, with or without the
+    energy sampler and the power trace."""
+
+    def __init__(self, config: dict[str, Any], emulate_nvml_ms: float = 0.0) -> None:
+        from llenergymeasure.config.loading import validate_experiment
+        from llenergymeasure.datasets import load_prompts
+        from llenergymeasure.energy.registry import select_sampler
+        from llenergymeasure.engines.registry import get_engine
+        from llenergymeasure.engines.resolve import resolve_model
+        from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
+
+        self.config = validate_experiment(config)
+        engine = get_engine("transformers")
+        self.model = engine.load(self.config, resolve_model(self.config.task.model))
+        task = self.config.task
+        texts = [p.text for p in load_prompts(task.dataset, seed=task.random_seed)]
+        self.prepared = self.model.prepare(texts)
+        self.one_batch = self.model.prepare(texts[: self.config.batch_size])
+        self.model.generate(self.one_batch)  # warm-up, as llem's fixed warm-up of one run
+        tdp = resolve_cpu_tdp(cpu_model(), None, visible_cpu_count())
+        self.selection = select_sampler(
+            "auto",
+            watts_per_thread=tdp.watts_per_thread,
+            tdp_source=tdp.source,
+            devices=engine.devices(self.config),
+        )
+        self.sources = list(self.selection.sources)
+        if emulate_nvml_ms > 0:
+            from llenergymeasure.energy.nvml import NvmlTelemetry
+
+            slow = SlowNvml(emulate_nvml_ms / 1000.0)
+            self.sources.append(NvmlTelemetry(["cuda:0"], nvml=slow, environ={}))
+        self.achieved_rates: list[float] = []
+
+    def run(self, *, measured: bool) -> Side:
+        """One window: with the sampler and trace (``measured``) or with neither."""
+        from llenergymeasure.energy.estimate import NoEnergySampler
+        from llenergymeasure.energy.trace import PowerTrace
+        from llenergymeasure.experiment.measurement import measure_window
+        from llenergymeasure.experiment.reporter import NullReporter
+
+        interval_ms = self.config.measurement.sample_interval_ms
+        sampler = self.selection.sampler if measured else NoEnergySampler()
+        trace = PowerTrace(self.sources if measured else [], interval_ms)
+        if measured:
+            trace.start()
+        cpu0 = process_cpu_s()
+        try:
+            window = measure_window(self.model, self.prepared, sampler, NullReporter(), trace)
+        finally:
+            recorded = trace.stop()
+        cpu_s = process_cpu_s() - cpu0
+        rate = recorded.achieved_rate(recorded.marks["window_start"], recorded.marks["window_end"])
+        if measured and rate is not None:
+            self.achieved_rates.append(rate)
+        n_tokens = sum(r.n_output_tokens for r in window.output.requests)
+        per_batch = [b.step_end_s[-1] - b.start_s for b in window.output.batches if b.step_end_s]
+        return Side(
+            n_tokens / window.duration_s,
+            n_tokens,
+            window.duration_s,
+            per_batch,
+            gpu_joules(window.energy) if measured else None,
+            cpu_s,
+        )
+
+    def close(self) -> None:
+        from llenergymeasure.energy.telemetry import close_sources
+
+        close_sources(self.sources)
+        self.model.close()
+
+
+class SlowNvml:
+    """A simulated H200 behind NVML calls that each take ``call_s``, GIL released."""
+
+    def __init__(self, call_s: float) -> None:
+        from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
+
+        self._nvml = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-emulated", power_w=300.0)])
+        self._call_s = call_s
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._nvml, name)
+        if not (name.startswith("nvml") and callable(found)):
+            return found
+
+        def slow(*args: Any) -> Any:
+            time.sleep(self._call_s)  # releases the GIL, as the driver call does
+            return found(*args)
+
+        return slow
+
+
+def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
+    """One batch of each side under torch.profiler: top operators, and chrome traces."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    out.mkdir(parents=True, exist_ok=True)
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available() and bare.model.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    calls = {
+        "bare": lambda: bare.generate(*bare.batches[0]),
+        "llem": lambda: llem.model.generate(llem.one_batch),
+    }
+    for name, call in calls.items():
+        with torch.inference_mode(), profile(activities=activities) as prof:
+            call()
+            bare.synchronize()
+        prof.export_chrome_trace(str(out / f"{name}.json"))
+        print(f"--- profile: {name}, one batch (top 15 by self CPU time) ---")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"step marker: {_marker_cost_s(bare.model.device) * 1e6:.1f} µs of host time per step")
+
+
+def _marker_cost_s(device: Any, n_calls: int = 2000) -> float:
+    """Host time of one call of llem's per-step marker, as the engine sets it up."""
+    import torch
+
+    from llenergymeasure.engines.timing import (
+        EventStepClock,
+        HostStepClock,
+        StepClock,
+        StepMarker,
+    )
+
+    clock: StepClock = HostStepClock()
+    if device.type == "cuda":
+        clock = EventStepClock(lambda: torch.cuda.Event(enable_timing=True))
+    ids = torch.zeros((4, 16), dtype=torch.long, device=device)
+    marker = StepMarker(clock)
+    clock.start()
+    marker(ids, None)
+    began = time.perf_counter()
+    for _ in range(n_calls):
+        marker(ids, None)
+    spent_s = time.perf_counter() - began
+    clock.resolve([0])
+    return spent_s / n_calls
+
+
+def _energy_lines(reps: Reps) -> list[str]:
+    joules = {
+        name: [r[name].gpu_j_per_token for r in reps.reps if r[name].gpu_j_per_token is not None]
+        for name in ("llem", "bare")
+    }
+    if not joules["llem"] or not joules["bare"]:
+        return ["GPU J/token: not measured (NVML not readable on this host)"]
+    import statistics
+
+    llem_j, bare_j = statistics.median(joules["llem"]), statistics.median(joules["bare"])
+    return [f"GPU J/token (NVML counter, median): llem {llem_j:.4f}, bare {bare_j:.4f}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    import torch
+
+    args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    if args.threads is None:
+        # On a CPU another process stalls torch's thread pool (one thread per core) and
+        # slows a side several-fold, far more than the overhead measured here; one thread
+        # only loses its share of a core.
+        args.threads = 1 if args.device == "cpu" else 0
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    scratch = Path(tempfile.mkdtemp(prefix="llem-gpu-overhead-"))
+    try:
+        if args.model in RANDOM_SHAPES:
+            folder = random_model(args.model, scratch)
+        else:
+            folder = model_folder(args.model)
+        print(
+            f"gpu_overhead: device={args.device} model={args.model} dtype={args.dtype} "
+            f"batch_size={args.batch_size} n_prompts={args.n_prompts} "
+            f"tokens={args.max_output_tokens} (min_new_tokens too) reps={args.reps} "
+            f"trace_interval_ms={args.trace_interval_ms} emulate_nvml_ms={args.emulate_nvml_ms} "
+            f"torch_threads={torch.get_num_threads()}"
+            f"; {load_average()}",
+            flush=True,
+        )
+        _compare(args, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _compare(args: argparse.Namespace, folder: Path) -> None:
+    llem = LlemSide(_config(args, folder), args.emulate_nvml_ms)
+    bare = BareLoop(
+        folder,
+        n_prompts=args.n_prompts,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_output_tokens,
+        min_new_tokens=args.max_output_tokens,
+        dtype=args.dtype,
+        device="cuda:0" if args.device == "cuda" else "cpu",
+        # the engine's own transformers model: one copy of the weights for both sides
+        model=llem.model._model if args.same_model else None,
+    )
+    try:
+        runs = {
+            "llem": (lambda: run_llem(_config(args, folder)))
+            if args.spine
+            else (lambda: llem.run(measured=True)),
+            "bare": lambda: bare.run(llem.selection.sampler),
+            "llem-off": lambda: llem.run(measured=False),
+        }
+        reps = interleave(runs, args.reps)
+        if args.profile is not None:
+            _profile(args.profile, bare, llem)
+        print(load_average())
+        for line in [*reps.summary("llem", "bare"), *reps.summary("llem", "llem-off")]:
+            print(line)
+        print(
+            f"energy sampler and trace on/off (llem/llem-off, median): "
+            f"{reps.median_ratio('llem', 'llem-off'):.3f}"
+        )
+        if llem.achieved_rates:
+            print(f"trace achieved rate in the windows: {min(llem.achieved_rates):.2f}x (worst)")
+        for line in _energy_lines(reps):
+            print(line)
+        print(
+            f"target >= {TARGET}; ratio llem/bare output tokens/s (median of {args.reps} reps): "
+            f"{reps.median_ratio('llem', 'bare'):.3f}"
+        )
+    finally:
+        llem.close()
+
+
+if __name__ == "__main__":
+    run_main(main, "gpu overhead benchmark")

@@ -1,0 +1,207 @@
+"""The serving experiment spine (``mode: serving``): a server under an arrival process.
+
+1. pre-flight (``serving_plan``); the environment snapshot starts in the background;
+2. the server: launched and health-checked (its log in the run folder), or the endpoint;
+3. baseline: idle power with the server up and the model loaded, before any request;
+4. the power trace starts; warm-up requests (and the thermal floor on a GPU);
+5. the load (``serving_load``): arrivals on schedule, every token timed; the energy
+   sampler's window is the steady-state window, between ramp-up and drain;
+6. the result (``serving_result``), written with the server's log beside it.
+
+The server is stopped on every way out: success, failure, Ctrl-C. When it dies during the
+load the run fails, and what the load recorded is kept in ``partial.json``, marked
+incomplete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from llenergymeasure.config.loading import UserConfig, load_user_config
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.config.paths import cache_root
+from llenergymeasure.energy.base import EnergySampler
+from llenergymeasure.energy.baseline import Baseline, BaselineCache, obtain_baseline
+from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
+from llenergymeasure.energy.trace import PowerTrace
+from llenergymeasure.errors import ServerError
+from llenergymeasure.experiment.reporter import NullReporter, Reporter
+from llenergymeasure.experiment.serving_load import (
+    Driven,
+    Server,
+    drive_load,
+    start_server,
+    warm_up,
+)
+from llenergymeasure.experiment.serving_plan import ServingPlan, plan_serving
+from llenergymeasure.experiment.serving_result import build_serving_result, write_partial
+from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
+from llenergymeasure.records.result import ExperimentResult, TimingResult
+from llenergymeasure.serving.client import InFlight
+from llenergymeasure.serving.load import LoadAbortedError, LoadRecord
+from llenergymeasure.serving.metrics import TokenCounter, finished_records
+from llenergymeasure.system.environment import EnvironmentCapture
+
+__all__ = ["run_serving_experiment"]
+
+
+def run_serving_experiment(
+    config: ExperimentConfig,
+    *,
+    output_dir: Path | str | None = None,
+    sampler: EnergySampler | None = None,
+    telemetry: Sequence[TelemetrySource] | None = None,
+    reporter: Reporter | None = None,
+    user_config: UserConfig | None = None,
+) -> tuple[ExperimentResult, Path | None]:
+    """Run one serving experiment; with ``output_dir`` write it there, and return the
+    result and its folder (None without ``output_dir``)."""
+    reporter = reporter or NullReporter()
+    user = user_config if user_config is not None else load_user_config()
+    step = _Steps(reporter)
+    environment = EnvironmentCapture().start()
+    with step("preflight_s", "pre-flight"):  # 1. every problem at once
+        plan = plan_serving(config, user=user, sampler=sampler, telemetry=telemetry)
+    run_dir = _run_dir(plan, output_dir)
+    with ExitStack() as cleanup:  # released in reverse: trace, server, telemetry sources
+        cleanup.callback(close_sources, plan.sources)
+        with step("load_s", "starting the server"):  # 2. up and healthy
+            server = cleanup.enter_context(start_server(plan, run_dir))
+        with step("baseline_s", "baseline"):  # 3. idle, model resident
+            baseline, baseline_note = _baseline(plan, reporter)
+        trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
+        cleanup.callback(trace.stop)
+        with step("warmup_s", "warm-up"):  # 4. warm-up, thermal floor
+            trace.mark("warmup_start")
+            warmup = warm_up(plan, server, reporter)
+        with step("measure_s", "measuring under load"):  # 5. the load
+            driven = _drive(plan, server, trace, run_dir)
+        recorded = trace.stop()
+    result = build_serving_result(  # 6. metrics, warnings, the result object
+        plan,
+        server,
+        driven,
+        warmup=warmup,
+        timings=step.timings(driven.record),
+        environment=environment.result(),
+        baseline=baseline,
+        baseline_note=baseline_note,
+        trace=recorded,
+        count_tokens=_token_counter(plan, driven.record.requests),
+    )
+    return result, (_write(result, run_dir) if run_dir is not None else None)
+
+
+def _run_dir(plan: ServingPlan, output_dir: Path | str | None) -> Path | None:
+    """The run's folder, made before the server starts so that its log can go there."""
+    if output_dir is None:
+        return None
+    engine = plan.config.engine if plan.serving.server == "launch" else "endpoint"
+    label = plan.model.label if plan.model is not None else plan.model_name.split("/")[-1]
+    name = run_dir_name(f"{label}-{engine}-serving", datetime.now(timezone.utc))
+    return create_unique_dir(Path(output_dir), name)
+
+
+def _drive(plan: ServingPlan, server: Server, trace: PowerTrace, run_dir: Path | None) -> Driven:
+    """The load; when it stops early, keep what it recorded and fail the run."""
+    try:
+        driven = drive_load(plan, server, trace)
+    except LoadAbortedError as err:
+        raise _failed(plan, server, err.record, err.reason, run_dir) from err
+    requests = driven.record.requests
+    if requests and not any(r.completed for r in requests):
+        first = next((r.error for r in requests if r.error), "no answer")
+        raise _failed(plan, server, driven.record, f"every request failed ({first})", run_dir)
+    return driven
+
+
+def _failed(
+    plan: ServingPlan, server: Server, record: LoadRecord, reason: str, run_dir: Path | None
+) -> ServerError:
+    """The run's error, once what the load recorded is kept in partial.json."""
+    records = finished_records(record, plan.serving.slo)
+    where = write_partial(records, reason, run_dir)
+    return ServerError(
+        f"{reason}; the run failed after {len(records)} requests, and what they recorded "
+        f"is kept, marked incomplete, in {where}",
+        hint="see the server's log" if server.launched is not None else None,
+    )
+
+
+def _write(result: ExperimentResult, run_dir: Path) -> Path:
+    """The experiment folder inside the run folder, with the server's log moved into it."""
+    folder = write_experiment(result, run_dir, index=1, cycle=1)
+    log = run_dir / "server.log"
+    if log.is_file():
+        log.replace(folder / "server.log")
+    return folder
+
+
+def _baseline(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+    """Idle power of the devices with the server up: for samplers that read whole devices."""
+    config = plan.config.measurement.baseline
+    if not config.enabled:
+        return None, "disabled (measurement.baseline.enabled: false)"
+    if not plan.sampler.needs_baseline:
+        return None, (
+            f"not applicable: the `{plan.sampler.name}` sampler attributes energy to the "
+            "server's processes only, so idle power is not in its figure"
+        )
+    key = "|".join(["serving", plan.sampler.name, socket.gethostname(), *plan.devices])
+    baseline = obtain_baseline(
+        plan.sampler,
+        config,
+        key=hashlib.sha256(key.encode()).hexdigest()[:16],
+        cache=BaselineCache(cache_root() / "baselines"),
+        sources=plan.sources,
+        interval_ms=plan.config.measurement.sample_interval_ms,
+        sleep=lambda seconds: reporter.wait(seconds, "baseline: measuring idle power"),
+    )
+    return baseline, None
+
+
+def _token_counter(plan: ServingPlan, requests: Sequence[InFlight]) -> TokenCounter | None:
+    """The model's tokenizer, loaded only when a completed request had no usage figure."""
+    if plan.model is None or not any(r.completed and r.n_output_tokens is None for r in requests):
+        return None
+    from llenergymeasure.engines.model_files import ensure_converted
+
+    with contextlib.suppress(Exception):  # no tokenizer: counted as chunks, and said so
+        from transformers import AutoTokenizer
+
+        folder = ensure_converted(plan.model) if plan.model.is_gguf else plan.model.path
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+    return None
+
+
+class _Steps:
+    """Each step shown by the reporter and timed: ``with step("load_s", "loading"): ...``."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+        self._began_s = time.perf_counter()
+        self._seconds: dict[str, float] = {"prepare_s": 0.0}  # prompts load in pre-flight
+
+    @contextmanager
+    def __call__(self, key: str, name: str) -> Iterator[None]:
+        began_s = time.perf_counter()
+        with self._reporter.step(name):
+            try:
+                yield
+            finally:
+                self._seconds[key] = time.perf_counter() - began_s
+
+    def timings(self, record: LoadRecord) -> TimingResult:
+        """Every step's seconds, the window's, and the whole experiment's."""
+        start = record.window_start_s or 0.0
+        end = record.window_end_s if record.window_end_s is not None else start
+        total_s = time.perf_counter() - self._began_s
+        return TimingResult(**self._seconds, window_s=end - start, total_s=total_s)

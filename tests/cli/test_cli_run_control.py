@@ -1,0 +1,203 @@
+"""`llem run study.yaml` unattended: --timeout, --fail-fast, `llem results status`, 80 columns.
+
+Real `llem` processes on fake-engine studies. Waits are on observable events (the
+manifest, the live status) with generous deadlines; nothing here depends on the speed
+of the machine beyond those deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from llenergymeasure.errors import StudyError
+from llenergymeasure.study.manifest import Manifest
+from llenergymeasure.study.status import StudyStatusReport, study_status
+
+BUDGET_STUDY = """\
+study_name: budget
+engine: fake
+task: {dataset: {n_prompts: 2}, max_output_tokens: 4}
+fake: {token_latency_ms: 250}
+measurement: {warmup: {enabled: false}, energy_sampler: estimate}
+sweep: {fake.batch_size: [1, 2]}
+study_execution: {n_cycles: 3, experiment_order: interleave, experiment_gap_s: 0, cycle_gap_s: 0}
+"""
+BUDGET_S = 6.0
+# Killing and reaping a run stopped at the deadline, on a loaded 2-core machine.
+STOP_GRACE_S = 20.0
+
+LONG_NAME = "a-study-whose-name-is-far-too-long-to-fit-in-eighty-columns-of-terminal"
+FAILING_STUDY = f"""\
+study_name: {LONG_NAME}
+engine: fake
+task: {{dataset: {{n_prompts: 2}}, max_output_tokens: 2}}
+measurement: {{warmup: {{enabled: false}}, energy_sampler: estimate}}
+sweep:
+  task.dataset.source: [builtin, no-such-prompts-file-with-a-long-name-as-well.jsonl]
+  fake.batch_size: [1, 2]
+study_execution: {{n_cycles: 1, experiment_order: interleave}}
+"""
+
+SLOW_STUDY = """\
+study_name: slow
+engine: fake
+task: {dataset: {n_prompts: 2}, max_output_tokens: 30}
+fake: {token_latency_ms: 1000}
+measurement: {warmup: {enabled: false}, energy_sampler: estimate}
+sweep: {fake.batch_size: [1, 2]}
+study_execution: {n_cycles: 1, experiment_order: interleave}
+"""
+
+
+def llem(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llenergymeasure", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def study_dir(cwd: Path) -> Path:
+    (found,) = (p for p in (cwd / "results").iterdir() if (p / "manifest.json").is_file())
+    return found
+
+
+def test_a_timeout_stops_launching_in_time_exits_124_and_resume_finishes(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(BUDGET_STUDY, encoding="utf-8")
+    first = llem("run", "study.yaml", "--timeout", f"{BUDGET_S:g}s", cwd=tmp_path)
+    assert first.returncode == 124, first.stderr
+    assert "Traceback" not in first.stderr
+    assert "time budget of 6 s" in first.stderr and "--resume" in first.stderr
+    folder = study_dir(tmp_path)
+    manifest = Manifest.load(folder)
+    assert manifest.status == "timed_out" and manifest.stop_reason
+    statuses = [e.status for e in manifest.entries]
+    assert statuses.count("completed") < len(statuses)
+    assert "running" not in statuses
+    # Every run of the session ended within the budget (plus the time to stop one).
+    for entry in manifest.entries:
+        if entry.ended_at is not None:
+            assert (entry.ended_at - manifest.created_at).total_seconds() < BUDGET_S + STOP_GRACE_S
+
+    second = llem("run", "study.yaml", "--resume", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    manifest = Manifest.load(folder)
+    assert manifest.status == "completed" and manifest.stop_reason is None
+    keys = sorted((e.index, e.cycle) for e in manifest.entries)
+    assert keys == [(i, c) for i in (1, 2) for c in (1, 2, 3)]
+    assert all(e.status == "completed" for e in manifest.entries)
+    runs = sorted(p.name[:6] for p in folder.iterdir() if p.name[:3].isdigit())
+    assert runs == sorted(f"{i:03d}_c{c}" for i, c in keys)  # one folder per run
+
+
+def test_fail_fast_and_the_breaker_limit_come_from_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(FAILING_STUDY, encoding="utf-8")
+    proc = llem("run", "study.yaml", "--fail-fast", "--max-consecutive-failures", "3", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    folder = study_dir(tmp_path)
+    manifest = Manifest.load(folder)
+    assert manifest.status == "fail_fast"
+    assert [e.status for e in manifest.entries] == ["completed", "completed", "failed", "pending"]
+    assert manifest.stop_reason is not None and manifest.stop_reason.startswith(
+        "fail-fast: run 3/c1"
+    )
+    assert "stopped early: fail-fast: run 3/c1" in " ".join(proc.stderr.split())
+    protocol = json.loads((folder / "study_result.json").read_text(encoding="utf-8"))["protocol"]
+    assert protocol["fail_fast"] is True and protocol["max_consecutive_failures"] == 3
+    for line in proc.stdout.splitlines():  # the summary table fits 80 columns
+        assert len(line) <= 80, line
+
+    listed = llem("results", "list", "results", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert all(len(line) <= 80 for line in listed.stdout.splitlines()), listed.stdout
+    assert folder.name not in listed.stdout and "…" in listed.stdout
+    assert folder.name[-16:] in listed.stdout  # the end of the name (its time) stays
+    wide = llem("results", "list", "results", "--wide", cwd=tmp_path)
+    assert folder.name in wide.stdout
+    (item,) = json.loads(llem("results", "list", "results", "--json", cwd=tmp_path).stdout)
+    assert item["name"] == folder.name and item["status"] == "fail_fast"
+    assert item["n_completed"] == 2 and item["n_failed"] == 1
+
+
+def test_the_plan_fits_80_columns_and_wide_shows_whole_labels(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(FAILING_STUDY, encoding="utf-8")
+    narrow = llem("run", "study.yaml", "--dry-run", cwd=tmp_path)
+    assert narrow.returncode == 0, narrow.stderr
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines()), narrow.stdout
+    label = "source=no-such-prompts-file-with-a-long-name-as-well.jsonl"
+    assert label not in narrow.stdout and "…" in narrow.stdout
+    wide = llem("run", "study.yaml", "--dry-run", "--wide", cwd=tmp_path)
+    assert label in wide.stdout
+
+
+def test_bad_run_control_flags_are_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(BUDGET_STUDY, encoding="utf-8")
+    (tmp_path / "one.yaml").write_text("engine: fake\n", encoding="utf-8")
+    for args in (["study.yaml", "--timeout", "soon"], ["one.yaml", "--timeout", "5s"]):
+        proc = llem("run", *args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+        assert "--timeout" in proc.stderr.splitlines()[0]
+    assert not (tmp_path / "results").exists()
+
+
+def _wait_for(check: Callable[[], StudyStatusReport | None], timeout_s: float) -> StudyStatusReport:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (StudyError, ValueError, OSError):
+            found = None
+        if found is not None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout_s:g} s")
+
+
+def test_status_of_a_study_running_in_another_process_shows_the_runs_phase(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "study.yaml").write_text(SLOW_STUDY, encoding="utf-8")
+    study = subprocess.Popen(
+        [sys.executable, "-m", "llenergymeasure", "run", "study.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def measuring() -> StudyStatusReport | None:
+            report = study_status(study_dir(tmp_path))
+            running = report.running[0] if report.running else None
+            return report if running is not None and running.phase == "measuring" else None
+
+        _wait_for(measuring, 180)
+        folder = study_dir(tmp_path)
+        shown = llem("results", "status", str(folder), cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert "study slow: running" in shown.stdout
+        assert "measuring for" in shown.stdout and "1/c1" in shown.stdout
+        assert "pending: 2/c1" in shown.stdout
+        as_json = json.loads(llem("status", str(folder), "--json", cwd=tmp_path).stdout)
+        assert as_json["state"] == "running"
+        assert [(r["index"], r["phase"]) for r in as_json["running"]] == [(1, "measuring")]
+        assert (folder / "status.json").is_file()
+    finally:
+        study.send_signal(signal.SIGTERM)
+        _, err = study.communicate(timeout=120)
+    assert study.returncode == 130, err
+    after = llem("results", "status", str(folder), cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "not running; status interrupted" in after.stdout
+    assert "interrupted" in after.stdout and "1/c1" in after.stdout

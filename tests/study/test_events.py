@@ -1,0 +1,67 @@
+"""RunEvent on the wire, and the child's Reporter that sends them (throttled in the window)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llenergymeasure.study.events import PROGRESS_EVERY_S, EventReporter, RunEvent
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        RunEvent("phase", "loading model"),
+        RunEvent("progress", "measuring", done=3, total=10),
+        RunEvent("wait", "thermal floor", seconds=60.0),
+        RunEvent("alert", "no news from its Ray worker for 6 s"),
+    ],
+)
+def test_an_event_survives_json(event: RunEvent) -> None:
+    wire = json.loads(json.dumps(event.to_json()))
+    assert RunEvent.from_json(wire) == event
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"kind": "phase"},
+        {"kind": "nope", "text": "x"},
+        {"kind": "progress", "text": "m", "done": "x"},
+    ],
+)
+def test_anything_else_is_not_an_event(data: dict[str, object]) -> None:
+    assert RunEvent.from_json(data) is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_reporter_sends_steps_and_at_most_one_progress_event_per_interval() -> None:
+    sent: list[RunEvent] = []
+    clock = Clock()
+    reporter = EventReporter(sent.append, clock=clock)
+    with reporter.step("measuring"):
+        reporter.start_progress(10, "measuring")
+        for done in range(1, 10):
+            clock.now += PROGRESS_EVERY_S / 4
+            reporter.advance(done)
+        reporter.advance(10)  # the last one always goes
+    progress = [e for e in sent if e.kind == "progress"]
+    assert sent[0] == RunEvent("phase", "measuring")
+    assert progress[0] == RunEvent("progress", "measuring", done=0, total=10)
+    assert progress[-1] == RunEvent("progress", "measuring", done=10, total=10)
+    assert 3 <= len(progress) <= 5  # 9 calls over 2.25 intervals, plus the first and last
+
+
+def test_a_wait_is_announced_with_its_length_before_it_sleeps() -> None:
+    sent: list[RunEvent] = []
+    EventReporter(sent.append).wait(0.01, "thermal floor")
+    assert sent == [RunEvent("wait", "thermal floor", seconds=0.01)]
