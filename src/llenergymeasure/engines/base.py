@@ -22,6 +22,7 @@ __all__ = [
     "GenerationOutput",
     "LoadedModel",
     "ModelInfo",
+    "NoDeviceHooks",
     "PreparedPrompts",
     "ProgressCallback",
     "RequestOutput",
@@ -135,6 +136,20 @@ class LoadedModel(Protocol):
     def close(self) -> None:
         """Release the model and device memory."""
         ...
+
+
+class NoDeviceHooks:
+    """The device hooks of a model whose engine returns only when the device is done and
+    whose device memory lives in other processes (vLLM, TensorRT-LLM), or that has none."""
+
+    def synchronize(self) -> None:
+        return None
+
+    def reset_peak_memory(self) -> None:
+        return None
+
+    def peak_device_memory_mib(self) -> float | None:
+        return None
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,
+    NoDeviceHooks,
     PreparedPrompts,
     ProgressCallback,
     RequestOutput,
@@ -45,7 +46,7 @@ from llenergymeasure.engines.tensorrt_build import (
     sampling_kwargs,
     seed_field,
 )
-from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
+from llenergymeasure.engines.text import TokenizerText, resolve_chat_template
 from llenergymeasure.errors import EngineError
 from llenergymeasure.records.base import Availability
 
@@ -164,7 +165,7 @@ class _Prompts:
     ids: list[list[int]]
 
 
-class TensorRTLoadedModel:
+class TensorRTLoadedModel(TokenizerText, NoDeviceHooks):
     """A TensorRT engine in GPU memory and the model's Hugging Face tokenizer."""
 
     def __init__(
@@ -243,20 +244,8 @@ class TensorRTLoadedModel:
             config, built.llm, tokenizer, info, SamplingParams(**sampling), eos, use_chat_template
         )
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids))
-
     def prepare(self, prompts: Sequence[str]) -> PreparedPrompts:
-        limit = self._config.task.max_input_tokens
-        ids = prompt_ids(
-            self._tokenizer,
-            prompts,
-            max_input_tokens=limit,
-            use_chat_template=self._use_chat_template,
-        )
+        ids = self._prompt_ids(prompts)
         return PreparedPrompts(n_input_tokens=tuple(len(r) for r in ids), payload=_Prompts(ids))
 
     def generate(
@@ -324,16 +313,6 @@ class TensorRTLoadedModel:
             if end is not None and end in self._eos and (not tokens or tokens[-1] not in self._eos):
                 tokens.append(end)
         return tuple(tokens)
-
-    def synchronize(self) -> None:
-        # generate returns once every request has finished on the device.
-        return None
-
-    def reset_peak_memory(self) -> None:
-        return None
-
-    def peak_device_memory_mib(self) -> float | None:
-        return None
 
     def close(self) -> None:
         llm, self._llm = self._llm, None

@@ -8,11 +8,20 @@ markers survive: the whole model input (template included) is at most
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llenergymeasure.errors import EngineError
 
-__all__ = ["has_chat_template", "input_ids_for", "prompt_ids", "resolve_chat_template"]
+if TYPE_CHECKING:
+    from llenergymeasure.config.models import ExperimentConfig
+
+__all__ = [
+    "TokenizerText",
+    "has_chat_template",
+    "input_ids_for",
+    "prompt_ids",
+    "resolve_chat_template",
+]
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -78,3 +87,29 @@ def prompt_ids(
         )
         for text in prompts
     ]
+
+
+class TokenizerText:
+    """``encode``, ``decode`` and prompt ids of a loaded model with a Hugging Face tokenizer.
+
+    A mixin of the engines' loaded models; they set the three attributes below.
+    """
+
+    _tokenizer: Any
+    _config: ExperimentConfig
+    _use_chat_template: bool
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids))
+
+    def _prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Every prompt's ids, chat-templated as configured, within ``max_input_tokens``."""
+        return prompt_ids(
+            self._tokenizer,
+            prompts,
+            max_input_tokens=self._config.task.max_input_tokens,
+            use_chat_template=self._use_chat_template,
+        )

@@ -30,7 +30,7 @@ from llenergymeasure.engines.model_files import (
     stop_ids,
 )
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
+from llenergymeasure.engines.text import TokenizerText, resolve_chat_template
 from llenergymeasure.engines.timing import (
     STATIC_BATCH_TIMING,
     EventStepClock,
@@ -118,7 +118,7 @@ class _Batch:
     n_input_tokens: list[int]
 
 
-class TransformersLoadedModel:
+class TransformersLoadedModel(TokenizerText):
     """A transformers model and tokenizer held in memory."""
 
     def __init__(
@@ -184,22 +184,10 @@ class TransformersLoadedModel:
         info = _model_info(model, kwargs, generate_kwargs, notes)
         return cls(config, model, tokenizer, info, generate_kwargs)
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids))
-
     def prepare(self, prompts: Sequence[str]) -> PreparedPrompts:
         import torch
 
-        limit = self._config.task.max_input_tokens
-        ids = prompt_ids(
-            self._tokenizer,
-            prompts,
-            max_input_tokens=limit,
-            use_chat_template=self._use_chat_template,
-        )
+        ids = self._prompt_ids(prompts)
         pad = int(self._tokenizer.pad_token_id)
         batches = []
         size = self._section.batch_size

@@ -30,6 +30,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import (
     GenerationOutput,
     ModelInfo,
+    NoDeviceHooks,
     PreparedPrompts,
     ProgressCallback,
 )
@@ -43,7 +44,7 @@ from llenergymeasure.engines.model_files import (
 )
 from llenergymeasure.engines.placement import Placement, nvml_gpus, place, visible
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.engines.text import prompt_ids, resolve_chat_template
+from llenergymeasure.engines.text import TokenizerText, resolve_chat_template
 from llenergymeasure.engines.vllm_support import (
     CPU_KV_CACHE_GIB,
     effective_engine_args,
@@ -179,7 +180,7 @@ class _Payload:
     ids: tuple[tuple[int, ...], ...]
 
 
-class VLLMLoadedModel:
+class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
     """A vLLM ``LLM`` (engine and workers) and the model's Hugging Face tokenizer."""
 
     def __init__(
@@ -253,23 +254,8 @@ class VLLMLoadedModel:
         )
         return cls(config, llm, tokenizer, SamplingParams(**sampling), info)
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids))
-
     def prepare(self, prompts: Sequence[str]) -> PreparedPrompts:
-        limit = self._config.task.max_input_tokens
-        ids = tuple(
-            tuple(row)
-            for row in prompt_ids(
-                self._tokenizer,
-                prompts,
-                max_input_tokens=limit,
-                use_chat_template=self._use_chat_template,
-            )
-        )
+        ids = tuple(tuple(row) for row in self._prompt_ids(prompts))
         return PreparedPrompts(n_input_tokens=tuple(len(r) for r in ids), payload=_Payload(ids))
 
     def generate(
@@ -295,17 +281,6 @@ class VLLMLoadedModel:
         if on_progress is not None:
             on_progress(len(records))
         return GenerationOutput(requests=tuple(records), timing_definition=timing)
-
-    def synchronize(self) -> None:
-        # LLM.generate returns when every request has finished on the device.
-        return None
-
-    def reset_peak_memory(self) -> None:
-        return None
-
-    def peak_device_memory_mib(self) -> float | None:
-        # The model lives in vLLM's worker processes; this process cannot read their peak.
-        return None
 
     def close(self) -> None:
         llm, self._llm = self._llm, None

@@ -18,6 +18,7 @@ from llenergymeasure.engines.base import (
     BatchTiming,
     GenerationOutput,
     ModelInfo,
+    NoDeviceHooks,
     PreparedPrompts,
     ProgressCallback,
 )
@@ -68,7 +69,7 @@ class _Batch:
     seeds: list[int]
 
 
-class FakeLoadedModel:
+class FakeLoadedModel(NoDeviceHooks):
     """The fake engine's loaded model: a word tokenizer and timed sleeps."""
 
     def __init__(
@@ -150,15 +151,6 @@ class FakeLoadedModel:
         return GenerationOutput(
             requests=tuple(records), timing_definition=STATIC_BATCH_TIMING, batches=tuple(timings)
         )
-
-    def synchronize(self) -> None:
-        return None
-
-    def reset_peak_memory(self) -> None:
-        return None
-
-    def peak_device_memory_mib(self) -> float | None:
-        return None
 
     def close(self) -> None:
         return None
