@@ -201,3 +201,24 @@ def test_status_of_a_study_running_in_another_process_shows_the_runs_phase(
     assert after.returncode == 0, after.stderr
     assert "not running; status interrupted" in after.stdout
     assert "interrupted" in after.stdout and "1/c1" in after.stdout
+
+
+def test_durations_no_timer_can_wait_are_refused_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(BUDGET_STUDY, encoding="utf-8")
+    for field in ("study_timeout_s", "experiment_silence_timeout_s", "experiment_timeout_s"):
+        huge = BUDGET_STUDY.replace("cycle_gap_s: 0}", f"cycle_gap_s: 0, {field}: 1e10}}")
+        (tmp_path / f"{field}.yaml").write_text(huge, encoding="utf-8")
+    cases = [
+        (["study.yaml", "--timeout", "1e10"], "--timeout"),
+        (["study.yaml", "--timeout", "200000d"], "--timeout"),
+        (["study.yaml", "--max-consecutive-failures", "0"], "--max-consecutive-failures"),
+        (["study_timeout_s.yaml"], "study_timeout_s"),
+        (["experiment_silence_timeout_s.yaml"], "experiment_silence_timeout_s"),
+        (["experiment_timeout_s.yaml"], "experiment_timeout_s"),
+    ]
+    for args, named in cases:
+        proc = llem("run", *args, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, args
+        assert named in proc.stderr.splitlines()[0], (args, proc.stderr)
+    assert not (tmp_path / "results").exists()

@@ -131,3 +131,20 @@ def test_disarming_before_the_budget_ends_leaves_the_stop_event_alone() -> None:
 )
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert format_s(seconds) == text
+
+
+def test_a_budget_beyond_what_a_timer_can_wait_arms_without_error() -> None:
+    # A protocol built in code skips the config's cap; threading.Timer would raise
+    # OverflowError in its own thread (a traceback) for a wait above TIMEOUT_MAX.
+    stop = threading.Event()
+    control = RunControl(protocol(study_timeout_s=1e300))
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        control.arm(stop)
+        stop.wait(0.3)  # a timer that cannot wait fails at once
+    finally:
+        threading.excepthook = previous
+        control.disarm()
+    assert not errors and not stop.is_set()

@@ -16,7 +16,7 @@ from llenergymeasure.cli.live import RichStudyReporter, SkippableSleep
 from llenergymeasure.cli.study_tables import plan_table, summary_table
 from llenergymeasure.config.errors import printable
 from llenergymeasure.config.loading import UserConfig
-from llenergymeasure.config.study import load_study
+from llenergymeasure.config.study import MAX_DURATION_S, load_study
 from llenergymeasure.errors import ConfigError, StudyError
 from llenergymeasure.report.html import write_report
 from llenergymeasure.study.estimate import estimate_duration
@@ -27,6 +27,7 @@ from llenergymeasure.system.gpus import list_gpus
 __all__ = ["StudyOptions", "find_resume_dir", "parse_duration_s", "run_study_file"]
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_HINT = "e.g. --timeout 30s, 45m, 8h or 1h30m (a bare number is seconds)"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|d|h|m|s)")
 
 
@@ -54,7 +55,13 @@ def parse_duration_s(text: str) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(
             f"--timeout: cannot read `{printable(text)}` as a duration",
-            hint="e.g. --timeout 30s, 45m, 8h or 1h30m (a bare number is seconds)",
+            hint=_DURATION_HINT,
+        )
+    if seconds > MAX_DURATION_S:
+        raise ConfigError(
+            f"--timeout: `{printable(text)}` is longer than the longest budget, "
+            f"{MAX_DURATION_S / 86_400:g} days",
+            hint=_DURATION_HINT,
         )
     return seconds
 

@@ -144,7 +144,8 @@ class RunControl:
         """Set ``stop`` when the budget runs out, to stop a run still going then."""
         if self._deadline is None:
             return
-        left_s = max(0.0, self._deadline - self._clock())
+        # A budget built in code skips the config's cap; a timer cannot wait past TIMEOUT_MAX.
+        left_s = min(max(0.0, self._deadline - self._clock()), threading.TIMEOUT_MAX / 2)
         self._timer = threading.Timer(left_s, self._expire, [stop])
         self._timer.daemon = True
         self._timer.start()
