@@ -51,9 +51,24 @@ def test_the_breaker_pauses_after_n_failures_then_stops_when_the_probe_fails() -
     assert control.after(entry(2, "crashed")) is None
     seconds, reason = control.pause()
     assert seconds == BREAKER_PAUSE_S and "2 failures in a row" in reason
+    assert control.before(entry(3)) is None  # the probe
     stop = control.after(entry(3, "timed_out"))
     assert stop is not None and stop.status == "circuit_breaker"
     assert "run 3/c1 (cfg3) timed_out" in stop.reason
+
+
+def test_a_run_already_going_when_the_breaker_tripped_is_no_probe() -> None:
+    control = RunControl(protocol(max_consecutive_failures=1))
+    for index in (1, 2, 3):  # three runs in flight at once, as on a Ray cluster
+        assert control.before(entry(index)) is None
+    assert control.after(entry(1, "failed")) is None
+    assert control.pause()[0] == BREAKER_PAUSE_S
+    assert control.after(entry(2, "failed")) is None  # started before the trip
+    assert control.after(entry(3, "crashed")) is None
+    assert control.before(entry(4)) is None  # after the pause: the probe
+    stop = control.after(entry(4, "failed"))
+    assert stop is not None and stop.status == "circuit_breaker"
+    assert "3 failed runs in a row" in stop.reason and "run 4/c1" in stop.reason
 
 
 def test_a_completed_run_resets_the_breaker_and_an_interrupted_one_counts_for_nothing() -> None:
