@@ -28,8 +28,8 @@ from study_helpers import gone, make_plan, tiny
 
 from llenergymeasure.config.study import StudyExecution, expand_study
 from llenergymeasure.errors import ConfigError, PreflightError, StudyError
-from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.control import BREAKER_PAUSE_S
+from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.ray_executor import (
     SHARED_CPU_WARNING,

@@ -134,8 +134,8 @@ class RunControl:
         if self._in_a_row > self._limit and entry.key in self._probes:
             return Stop(
                 "circuit_breaker",
-                f"circuit breaker: {self._in_a_row - 1} failed runs in a row, and the probe run after "
-                f"the pause failed too ({run} {entry.status})",
+                f"circuit breaker: {self._in_a_row - 1} failed runs in a row, and the probe "
+                f"run after the pause failed too ({run} {entry.status})",
             )
         return None
 
