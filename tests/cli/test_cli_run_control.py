@@ -15,10 +15,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import StudyError
-from llenergymeasure.study.manifest import Manifest
+from llenergymeasure.study.events import RunEvent
+from llenergymeasure.study.live import LiveStatus
+from llenergymeasure.study.lock import study_lock
+from llenergymeasure.study.manifest import Ledger, Manifest
+from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.reporter import NullStudyReporter
 from llenergymeasure.study.status import StudyStatusReport, study_status
 
+PROTOCOL = StudyProtocol(
+    n_cycles=1,
+    experiment_order="interleave",
+    experiment_gap_s=0.0,
+    cycle_gap_s=0.0,
+    experiment_timeout_s=600.0,
+    max_consecutive_failures=10,
+)
 BUDGET_STUDY = """\
 study_name: budget
 engine: fake
@@ -222,3 +236,34 @@ def test_durations_no_timer_can_wait_are_refused_with_one_line(tmp_path: Path) -
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, args
         assert named in proc.stderr.splitlines()[0], (args, proc.stderr)
     assert not (tmp_path / "results").exists()
+
+
+def test_status_shows_a_running_runs_tokens_and_energy_so_far(tmp_path: Path) -> None:
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    plan = expand_study(
+        {"engine": "fake", "sweep": {"fake.batch_size": [1]}, "study_execution": {"n_cycles": 1}},
+        base_dir=tmp_path,
+        name="live",
+    )
+    ledger = Ledger.create(study_dir, plan)
+    entry = ledger.start(ledger.manifest.entries[0])
+    live = LiveStatus(study_dir, NullStudyReporter(), PROTOCOL)
+    live.run_started(entry.label, entry.index, entry.cycle)
+    live.progress(1, 1, RunEvent("phase", "measuring"))
+    event = RunEvent(
+        "progress", "measuring", 8, 8, n_output_tokens=96, energy_j=12.5, energy_method="counter"
+    )
+    live.progress(1, 1, event)  # the window's last: written at once (others every 5 s)
+    with study_lock(study_dir):  # the study's process holds it while it runs
+        shown = llem("results", "status", str(study_dir), "--wide", cwd=tmp_path)
+        as_json = json.loads(llem("status", str(study_dir), "--json", cwd=tmp_path).stdout)
+    assert shown.returncode == 0, shown.stderr
+    assert "8 of 8 done" in shown.stdout
+    assert "96 tokens · 12.5 J so far (counter)" in shown.stdout
+    (running,) = as_json["running"]
+    assert (running["n_output_tokens"], running["energy_j"], running["energy_method"]) == (
+        96,
+        12.5,
+        "counter",
+    )

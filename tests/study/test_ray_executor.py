@@ -286,6 +286,7 @@ def test_workers_send_each_runs_phases_and_progress_to_the_driver(
         )
         window = [e for i, _, e, _ in seen.events if i == index and e.kind == "progress"]
         assert window and all(e.total == 2 and e.text == "measuring" for e in window)
+        assert window[-1].done == 2 and window[-1].n_output_tokens == 4  # tokens so far
         assert phases[-1] == "writing results"  # the last word arrives before the end
 
 

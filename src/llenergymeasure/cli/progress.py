@@ -17,6 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from llenergymeasure.energy.running_energy import EnergySoFar
+
 __all__ = ["RichReporter"]
 
 
@@ -48,7 +50,13 @@ class RichReporter:
     def start_progress(self, total: int, description: str) -> None:
         self._show(description, total=total)
 
-    def advance(self, done: int) -> None:
+    def advance(
+        self,
+        done: int,
+        *,
+        n_output_tokens: int | None = None,
+        energy: EnergySoFar | None = None,
+    ) -> None:
         if self._live is not None and self._task is not None:
             self._live.update(self._task, completed=done)
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
+from llenergymeasure.energy.running_energy import EnergySoFar
+
 __all__ = ["NullReporter", "Reporter"]
 
 
@@ -29,8 +31,16 @@ class Reporter(Protocol):
         """A countable piece of work begins (e.g. requests in the window)."""
         ...
 
-    def advance(self, done: int) -> None:
-        """``done`` units of the current progress are complete."""
+    def advance(
+        self,
+        done: int,
+        *,
+        n_output_tokens: int | None = None,
+        energy: EnergySoFar | None = None,
+    ) -> None:
+        """``done`` units of the current progress are complete; in the measured window,
+        the output tokens generated so far and the traced devices' energy since it began
+        (None where not counted or not readable)."""
         ...
 
     def wait(self, seconds: float, reason: str) -> None:
@@ -51,7 +61,13 @@ class NullReporter:
     def start_progress(self, total: int, description: str) -> None:
         return None
 
-    def advance(self, done: int) -> None:
+    def advance(
+        self,
+        done: int,
+        *,
+        n_output_tokens: int | None = None,
+        energy: EnergySoFar | None = None,
+    ) -> None:
         return None
 
     def wait(self, seconds: float, reason: str) -> None:

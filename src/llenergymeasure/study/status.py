@@ -35,7 +35,9 @@ StudyState = Literal["running", "stopped", "died"]
 
 @dataclass(frozen=True)
 class RunningRun:
-    """A run in flight: its phase for how long, its progress or countdown, an alert."""
+    """A run in flight: its phase for how long, its progress or countdown, an alert; in
+    its window, output tokens and the traced devices' energy so far (``energy_method``
+    says how that was obtained; None when not readable)."""
 
     index: int
     cycle: int
@@ -45,6 +47,9 @@ class RunningRun:
     phase_s: float | None
     done: int | None = None
     total: int | None = None
+    n_output_tokens: int | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
     wait_reason: str | None = None
     wait_left_s: float | None = None
     alert: str | None = None
@@ -159,6 +164,9 @@ def _running(entry: ManifestEntry, live: LiveRun | None, now: datetime) -> Runni
         phase_s=(now - live.phase_at).total_seconds(),
         done=live.done,
         total=live.total,
+        n_output_tokens=live.n_output_tokens,
+        energy_j=live.energy_j,
+        energy_method=live.energy_method,
         wait_reason=live.wait_reason if wait_left and wait_left > 0 else None,
         wait_left_s=wait_left if wait_left and wait_left > 0 else None,
         alert=live.alert,
