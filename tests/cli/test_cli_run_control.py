@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from llenergymeasure.config.study import expand_study
@@ -45,6 +46,8 @@ study_execution: {n_cycles: 3, experiment_order: interleave, experiment_gap_s: 0
 BUDGET_S = 6.0
 # Killing and reaping a run stopped at the deadline, on a loaded 2-core machine.
 STOP_GRACE_S = 20.0
+# From a run's recorded end to the decision about the next: the manifest write between.
+DECISION_LAG_S = 1.0
 
 LONG_NAME = "a-study-whose-name-is-far-too-long-to-fit-in-eighty-columns-of-terminal"
 FAILING_STUDY = f"""\
@@ -101,6 +104,7 @@ def test_a_timeout_stops_launching_in_time_exits_124_and_resume_finishes(tmp_pat
     for entry in manifest.entries:
         if entry.ended_at is not None:
             assert (entry.ended_at - manifest.created_at).total_seconds() < BUDGET_S + STOP_GRACE_S
+    _no_run_started_that_could_not_fit(manifest)
 
     second = llem("run", "study.yaml", "--resume", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
@@ -111,6 +115,26 @@ def test_a_timeout_stops_launching_in_time_exits_124_and_resume_finishes(tmp_pat
     assert all(e.status == "completed" for e in manifest.entries)
     runs = sorted(p.name[:6] for p in folder.iterdir() if p.name[:3].isdigit())
     assert runs == sorted(f"{i:03d}_c{c}" for i, c in keys)  # one folder per run
+
+
+def _no_run_started_that_could_not_fit(manifest: Manifest) -> None:
+    """Every run started inside the budget, and the next one could not have ended in it."""
+    budget_end = manifest.created_at + timedelta(seconds=BUDGET_S)
+    for entry in manifest.entries:
+        if entry.started_at is not None:
+            assert entry.started_at < budget_end, entry
+    assert manifest.stop_reason is not None
+    done = [e for e in manifest.entries if e.status == "completed"]
+    if "ran out with runs still going" in manifest.stop_reason:
+        assert [e.status for e in manifest.entries].count("interrupted") == 1
+        return
+    assert "so no more runs start" in manifest.stop_reason and done
+    following = next(e for e in manifest.entries if e.status == "pending")  # planned order
+    own = [e.duration_s for e in done if e.config_hash == following.config_hash]
+    expected_s = max(d for d in own or [e.duration_s for e in done] if d is not None)
+    last_end = max(e.ended_at for e in done if e.ended_at is not None)
+    left_s = (budget_end - last_end).total_seconds()
+    assert left_s < expected_s + DECISION_LAG_S, (left_s, expected_s)
 
 
 def test_fail_fast_and_the_breaker_limit_come_from_the_command_line(tmp_path: Path) -> None:
