@@ -291,3 +291,18 @@ def test_status_shows_a_running_runs_tokens_and_energy_so_far(tmp_path: Path) ->
         12.5,
         "counter",
     )
+
+
+def test_a_dry_run_with_json_prints_the_plan_as_json(tmp_path: Path) -> None:
+    (tmp_path / "study.yaml").write_text(FAILING_STUDY, encoding="utf-8")
+    proc = llem("run", "study.yaml", "--dry-run", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)  # JSON alone on stdout, no table
+    assert plan["study_name"] == LONG_NAME and len(plan["design_hash"]) == 16
+    labels = [c["label"] for c in plan["configs"]]
+    assert len(labels) == 4 and any("no-such-prompts-file-with-a-long-name" in x for x in labels)
+    assert all(c["config"]["engine"] == "fake" for c in plan["configs"])
+    assert plan["runs"] == [{"index": i, "cycle": 1} for i in (1, 2, 3, 4)]  # interleave
+    assert plan["execution"]["n_cycles"] == 1 and plan["skipped"] == []
+    assert plan["estimate"]["total_s"] >= 0
+    assert not (tmp_path / "results").exists()

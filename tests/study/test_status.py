@@ -17,7 +17,7 @@ from llenergymeasure.study.isolation import RunOutcome, run_isolated
 from llenergymeasure.study.live import LIVE_FILE, LiveStatus, read_live
 from llenergymeasure.study.lock import study_lock
 from llenergymeasure.study.manifest import Ledger, ManifestEntry
-from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.models import HeadlineMetrics, StudyProtocol
 from llenergymeasure.study.reporter import NullStudyReporter
 from llenergymeasure.study.run import run_study
 from llenergymeasure.study.status import StudyStatusReport, study_status
@@ -202,3 +202,29 @@ def test_the_live_file_keeps_the_windows_tokens_and_energy_so_far(tmp_path: Path
 def test_a_folder_without_a_manifest_has_no_status(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match=r"no manifest\.json"):
         study_status(tmp_path)
+
+
+def test_measured_and_estimated_energy_so_far_are_never_summed(tmp_path: Path) -> None:
+    ledger = _study(tmp_path)
+    for (index, cycle), energy_j, method in [
+        ((1, 1), 100.0, "counter"),
+        ((2, 1), 7.0, "estimated"),
+        ((1, 2), 50.0, "integrated"),
+    ]:
+        entry = next(e for e in ledger.manifest.entries if (e.index, e.cycle) == (index, cycle))
+        metrics = HeadlineMetrics(
+            output_tokens_per_s=1.0,
+            j_per_output_token=1.0,
+            energy_j=energy_j,
+            energy_method=method,
+            window_s=1.0,
+        )
+        ledger.finish(ledger.start(entry), RunOutcome("completed", 2.0, metrics=metrics))
+    report = study_status(ledger.study_dir)
+    assert (report.energy_so_far_j, report.n_energy_runs) == (150.0, 2)
+    assert (report.estimated_so_far_j, report.n_estimated_runs) == (7.0, 1)
+    assert [(r.index, r.cycle, r.energy_method) for r in report.completed] == [
+        (1, 1, "counter"),
+        (2, 1, "estimated"),
+        (1, 2, "integrated"),
+    ]

@@ -61,6 +61,7 @@ class _Row:
     tok_s: float | None = None
     j_tok: float | None = None
     energy_j: float | None = None
+    energy_kind: str = "measured"  # or "estimated": the two are never summed
     error: str | None = None
 
     def state(self) -> str:
@@ -142,6 +143,7 @@ class RichStudyReporter:
                 metrics.j_per_output_token,
                 metrics.energy_j,
             )
+            row.energy_kind = "estimated" if metrics.energy_method == "estimated" else "measured"
         error = f" ({entry.error})" if entry.error else ""
         self._line(f"run {entry.index}/c{entry.cycle} {entry.label}: {entry.status}{error}")
 
@@ -183,10 +185,11 @@ class RichStudyReporter:
 
     def _caption(self) -> str:
         done = [r for r in self._rows.values() if r.status == "completed"]
-        measured = [r.energy_j for r in done if r.energy_j is not None]
         lines = [f"{len(done)} of {self._n_runs} runs completed"]
-        if measured:
-            lines[0] += f"; energy measured so far {sum(measured):,.1f} J ({len(measured)} runs)"
+        for kind in ("measured", "estimated"):  # never summed together
+            figures = [r.energy_j for r in done if r.energy_j is not None and r.energy_kind == kind]
+            if figures:
+                lines[0] += f"; energy {kind} so far {sum(figures):,.1f} J ({len(figures)} runs)"
         if self._wait is not None and self._wait[0] > time.monotonic():
             left = self._wait[0] - time.monotonic()
             lines.append(f"{self._wait[1]}: {left:.0f} s left (Enter skips)")

@@ -82,6 +82,11 @@ def _headline(r: StudyStatusReport) -> str:
             f"energy measured so far: {r.energy_so_far_j:,.1f} J "
             f"(window energy of {r.n_energy_runs}{of} completed runs)"
         )
+    if r.estimated_so_far_j is not None:
+        lines.append(
+            f"energy estimated so far: {r.estimated_so_far_j:,.1f} J "
+            f"({r.n_estimated_runs} completed runs with no measured energy; not added above)"
+        )
     if r.n_completed == r.n_planned:
         pass  # nothing left: no ETA
     elif r.eta_s is not None:

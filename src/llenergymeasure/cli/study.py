@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from llenergymeasure.cli.fit import output_console, width_of
 from llenergymeasure.cli.live import RichStudyReporter, SkippableSleep
-from llenergymeasure.cli.study_tables import plan_table, summary_table
+from llenergymeasure.cli.study_tables import plan_json, plan_table, summary_table
 from llenergymeasure.config.errors import printable
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.config.study import MAX_DURATION_S, load_study
@@ -106,7 +107,10 @@ def run_study_file(
     width = width_of(tables, options.wide)
     if options.dry_run:
         estimate = estimate_duration(plan, on_gpu=on_gpu, results_root=root)
-        tables.print(plan_table(plan, estimate, width=width))
+        if options.as_json:
+            sys.stdout.write(json.dumps(plan_json(plan, estimate), indent=2) + "\n")
+        else:
+            tables.print(plan_table(plan, estimate, width=width))
         return 0
     resume_dir = None
     if resume is not None:
