@@ -10,10 +10,11 @@ as the manifest records it); runs whose only figure is an estimate are summed ap
 never into the measured figure. A run in flight reports its window's output tokens and
 the traced devices' energy so far (``RunningRun``).
 
-The ETA comes from the durations so far: each run still to do is expected to take the mean recorded duration of its config (of every config, for a
-config not yet timed), a run in flight that minus its elapsed time, plus the thermal gaps
-between the runs left; runs in flight side by side (the ray executor) divide it. With no
-run completed there is no ETA.
+The ETA comes from the durations so far: each run still to do is expected to take the
+mean recorded duration of its config (of every config, for a config not yet timed), a
+run in flight that minus its elapsed time, plus the thermal gaps between the runs left;
+runs in flight side by side (the ray executor) divide it. With no run completed there is
+no ETA.
 """
 
 from __future__ import annotations
