@@ -18,7 +18,7 @@ from h200_run import Waits, run_h200
 from llenergymeasure.energy.running_energy import EnergySoFar
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.experiment.options import RunOptions
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.system.locks import DeviceLocks, runtime_dir
 from llenergymeasure.testing.h200 import h200, h200_nvml
@@ -333,10 +333,9 @@ class SoFar(NullReporter):
     def __init__(self) -> None:
         self.seen: list[tuple[int, int | None, EnergySoFar | None]] = []
 
-    def advance(
-        self, done: int, *, n_output_tokens: int | None = None, energy: EnergySoFar | None = None
-    ) -> None:
-        self.seen.append((done, n_output_tokens, energy))
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
+        so_far = so_far or WindowSoFar()
+        self.seen.append((done, so_far.n_output_tokens, so_far.energy))
 
 
 def test_each_batch_of_the_window_reports_its_tokens_and_the_gpus_energy_so_far() -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from llenergymeasure.energy.running_energy import EnergySoFar
+from llenergymeasure.experiment.reporter import WindowSoFar
 from llenergymeasure.study.events import PROGRESS_EVERY_S, EventReporter, RunEvent
 
 
@@ -91,8 +92,8 @@ def test_the_reporter_sends_tokens_and_energy_so_far_with_its_progress() -> None
     reporter = EventReporter(sent.append, clock=clock)
     reporter.start_progress(4, "measuring")
     clock.now += PROGRESS_EVERY_S
-    reporter.advance(2, n_output_tokens=64, energy=EnergySoFar(7.25, "integrated", 1))
-    reporter.advance(4, n_output_tokens=128, energy=None)  # the last: energy not readable
+    reporter.advance(2, WindowSoFar(64, EnergySoFar(7.25, "integrated", 1)))
+    reporter.advance(4, WindowSoFar(128, None))  # the last: energy not readable
     assert sent[1] == RunEvent(
         "progress",
         "measuring",

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from llenergymeasure.energy.running_energy import EnergySoFar
+from llenergymeasure.experiment.reporter import WindowSoFar
 
 __all__ = ["RichReporter"]
 
@@ -50,13 +50,7 @@ class RichReporter:
     def start_progress(self, total: int, description: str) -> None:
         self._show(description, total=total)
 
-    def advance(
-        self,
-        done: int,
-        *,
-        n_output_tokens: int | None = None,
-        energy: EnergySoFar | None = None,
-    ) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         if self._live is not None and self._task is not None:
             self._live.update(self._task, completed=done)
 

@@ -22,7 +22,7 @@ from llenergymeasure.engines.base import (
     PreparedPrompts,
     ProgressCallback,
 )
-from llenergymeasure.experiment.reporter import Reporter
+from llenergymeasure.experiment.reporter import Reporter, WindowSoFar
 
 __all__ = ["MAX_PASSES", "Window", "measure_window"]
 
@@ -102,7 +102,7 @@ def _progress(reporter: Reporter, trace: PowerTrace, *, n_tokens_before: int) ->
     def on_batch(done: int, n_output_tokens: int | None = None) -> None:
         tokens = None if n_output_tokens is None else n_tokens_before + n_output_tokens
         energy = trace.energy_since("window_start")
-        reporter.advance(done, n_output_tokens=tokens, energy=energy)
+        reporter.advance(done, WindowSoFar(tokens, energy))
 
     return on_batch
 

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llenergymeasure.energy.running_energy import EnergySoFar
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 
 __all__ = ["PROGRESS_EVERY_S", "EventKind", "EventReporter", "RunEvent"]
 
@@ -123,13 +122,7 @@ class EventReporter(NullReporter):
         self._sent_at = self._clock()
         self._send(RunEvent("progress", description, done=0, total=total))
 
-    def advance(
-        self,
-        done: int,
-        *,
-        n_output_tokens: int | None = None,
-        energy: EnergySoFar | None = None,
-    ) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         now = self._clock()
         if now - self._sent_at < PROGRESS_EVERY_S and done != self._total:
             return
@@ -140,9 +133,9 @@ class EventReporter(NullReporter):
                 self._what,
                 done=done,
                 total=self._total,
-                n_output_tokens=n_output_tokens,
-                energy_j=None if energy is None else energy.energy_j,
-                energy_method=None if energy is None else energy.method,
+                n_output_tokens=so_far.n_output_tokens if so_far else None,
+                energy_j=so_far.energy.energy_j if so_far and so_far.energy else None,
+                energy_method=so_far.energy.method if so_far and so_far.energy else None,
             )
         )
 
