@@ -75,14 +75,9 @@ def request_record(request: RequestOutput, prompt_id: str) -> RequestRecord:
     """
     ids = request.token_ids
     complete = len(ids) == request.n_output_tokens
-    return RequestRecord(
-        index=request.index,
+    return RequestRecord.read_off(
+        request,
         prompt_id=prompt_id,
-        n_input_tokens=request.n_input_tokens,
-        n_output_tokens=request.n_output_tokens,
-        latency_ms=request.latency_ms,
-        ttft_ms=request.ttft_ms,
-        itl_ms=request.itl_ms,
         first_token_ids=tuple(int(t) for t in ids[:N_FIRST_TOKEN_IDS]) if complete else (),
         output_sha256=output_sha256(ids) if complete else None,
     )
