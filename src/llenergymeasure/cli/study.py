@@ -16,8 +16,9 @@ from llenergymeasure.cli.fit import output_console, width_of
 from llenergymeasure.cli.live import RichStudyReporter, SkippableSleep
 from llenergymeasure.cli.study_tables import plan_json, plan_table, summary_table
 from llenergymeasure.config.errors import printable
+from llenergymeasure.config.execution import MAX_DURATION_S
 from llenergymeasure.config.loading import UserConfig
-from llenergymeasure.config.study import MAX_DURATION_S, load_study
+from llenergymeasure.config.study import load_study
 from llenergymeasure.errors import ConfigError, StudyError
 from llenergymeasure.report.html import write_report
 from llenergymeasure.study.estimate import estimate_duration
