@@ -102,3 +102,36 @@ def test_the_live_table_shows_each_runs_phase_progress_countdown_and_alert(
     # Not on a terminal, the same events were lines for the log.
     logged = console.export_text()
     assert "run 1/c1: measuring" in logged and "run 1/c1 fake bs=1: completed" in logged
+
+
+def test_a_running_row_shows_its_windows_tokens_and_labelled_energy_so_far(
+    tmp_path: Path,
+) -> None:
+    console = Console(width=80, record=True, color_system=None, force_terminal=False)
+    reporter = RichStudyReporter(console, plan(tmp_path))
+    reporter.run_started("fake bs=1", 1, 1)
+    reporter.progress(1, 1, RunEvent("phase", "measuring"))
+    reporter.progress(1, 1, RunEvent("progress", "measuring", done=2, total=8, n_output_tokens=64))
+    flat = " ".join("\n".join(render(reporter, 80)).replace("│", " ").split())
+    assert "measuring 2/8" in flat and "64 tokens" in flat
+    assert "so far" not in flat  # energy not readable: not shown, never 0 J
+    reporter.progress(
+        1,
+        1,
+        RunEvent(
+            "progress",
+            "measuring",
+            done=4,
+            total=8,
+            n_output_tokens=1280,
+            energy_j=85.25,
+            energy_method="counter",
+        ),
+    )
+    lines = render(reporter, 80)
+    flat = " ".join("\n".join(lines).replace("│", " ").split())
+    assert all(len(line) <= 80 for line in lines)
+    assert "1,280 tokens ·" in flat and "85.2 J so far" in flat and "(counter)" in flat
+    reporter.progress(1, 1, RunEvent("phase", "writing results"))
+    flat = " ".join("\n".join(render(reporter, 80)).replace("│", " ").split())
+    assert "tokens" not in flat and "so far (counter)" not in flat

@@ -13,7 +13,7 @@ import pytest
 
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.telemetry import DeviceSample, TelemetrySource
-from llenergymeasure.energy.trace import PowerTrace, TraceRow
+from llenergymeasure.energy.trace import EnergySoFar, PowerTrace, TraceRow
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.timeseries import TIMESERIES_COLUMNS, read_timeseries, write_timeseries
 
@@ -347,3 +347,51 @@ def test_a_trace_round_trips_through_timeseries_parquet(tmp_path: Path) -> None:
     write_timeseries(trace.to_rows(), path)
     assert read_timeseries(path) == trace.to_rows()
     assert len(trace.to_rows()) == 10
+
+
+def test_energy_since_a_mark_takes_counters_where_there_are_any_and_integrates_the_rest() -> None:
+    clock = ManualClock()
+
+    def script(device: str, i: int) -> DeviceSample:
+        if device == "gpu:0":  # a counter at 1000 J + 100 J/s, power 100 W
+            return DeviceSample(device, power_w=100.0, energy_j=1000.0 + 100.0 * i)
+        if device == "cpu:0":  # power only, 20 W
+            return DeviceSample(device, power_w=20.0)
+        return DeviceSample(device, utilisation_pct=50.0)  # no energy at all
+
+    trace = PowerTrace([ScriptedGpus(["gpu:0", "cpu:0", "process"], script)], clock=clock)
+    assert trace.energy_since("window_start") is None  # no mark yet
+    for _ in range(2):
+        trace.sample_once()
+        clock.now_s += 1.0
+    trace.mark("window_start")
+    assert trace.energy_since("window_start") == EnergySoFar(0.0, "integrated", 2)
+    for _ in range(3):
+        trace.sample_once()
+        clock.now_s += 1.0
+    so_far = trace.energy_since("window_start")
+    # gpu:0: 3 counter steps of 100 J; cpu:0: 3 s of 20 W integrated (samples 1 s apart).
+    assert so_far == EnergySoFar(pytest.approx(360.0), "integrated", 2)  # type: ignore[arg-type]
+
+
+def test_energy_so_far_is_none_when_no_traced_device_reports_energy_or_power() -> None:
+    clock = ManualClock()
+    trace = PowerTrace([ScriptedGpus(["process"], lambda d, i: DeviceSample(d))], clock=clock)
+    trace.sample_once()
+    trace.mark("window_start")
+    clock.now_s += 1.0
+    trace.sample_once()
+    assert trace.energy_since("window_start") is None  # unknown, never 0 J
+
+
+def test_a_counter_that_went_backwards_since_the_mark_gives_no_figure() -> None:
+    clock = ManualClock()
+    values = [500.0, 510.0, 5.0]  # a driver reset after the mark
+    source = ScriptedGpus(["gpu:0"], lambda d, i: DeviceSample(d, energy_j=values[i]))
+    trace = PowerTrace([source], clock=clock)
+    trace.sample_once()
+    trace.mark("window_start")
+    trace.sample_once()
+    assert trace.energy_since("window_start") == EnergySoFar(10.0, "counter", 1)
+    trace.sample_once()
+    assert trace.energy_since("window_start") is None

@@ -20,9 +20,9 @@ def test_batches_and_token_counts() -> None:
     assert isinstance(model, LoadedModel)
     prepared = model.prepare(["one two three", "four", "five six"])
     assert prepared.n_input_tokens == (3, 1, 2)
-    seen: list[int] = []
-    out = model.generate(prepared, on_progress=seen.append)
-    assert seen == [2, 3]  # progress after each batch
+    seen: list[tuple[int, int | None]] = []
+    out = model.generate(prepared, on_progress=lambda done, n=None: seen.append((done, n)))
+    assert seen == [(2, 12), (3, 18)]  # requests and output tokens after each batch
     assert [r.index for r in out.requests] == [0, 1, 2]
     assert all(r.n_output_tokens == 6 for r in out.requests)
     assert "static batching" in out.timing_definition

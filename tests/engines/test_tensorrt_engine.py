@@ -448,10 +448,14 @@ def test_prompts_are_templated_truncated_and_counted(fake: Recorder, model_dir: 
     assert prepared.n_input_tokens == tuple(len(r) for r in ids)
     assert prepared.n_input_tokens[0] == 16  # truncated to max_input_tokens
     assert all(r[0] == USER and r[-1] == ASSISTANT for r in ids)  # the template survives
-    seen: list[int] = []
-    out = model.generate(prepared, on_progress=seen.append)
+    seen: list[tuple[int, int | None]] = []
+    out = model.generate(prepared, on_progress=lambda done, n=None: seen.append((done, n)))
     assert out.timing_definition == CONTINUOUS_BATCH_TIMING
-    assert seen == [1, 2, 3]
+    assert [done for done, _ in seen] == [1, 2, 3]
+    # Requests end in any order: the tokens so far are those of the requests ended so far.
+    assert seen[-1][1] == sum(r.n_output_tokens for r in out.requests)
+    tokens = [n for _, n in seen]
+    assert None not in tokens and tokens == sorted(tokens)
     assert [ids for ids, _ in fake.requests] == ids
     for request, prompt_ids in zip(out.requests, ids, strict=True):
         expected, reason, _ = fake_tokens(prompt_ids, fake.requests[0][1])

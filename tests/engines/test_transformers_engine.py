@@ -60,8 +60,13 @@ def test_truncation_keeps_the_template_and_fits(model: TransformersLoadedModel) 
 
 def test_generate_counts_real_tokens_and_times_steps(model: TransformersLoadedModel) -> None:
     prompts = ["What is the capital of France? Answer in one word.", "Count from one to twenty."]
-    out = model.generate(model.prepare(prompts))
+    seen: list[tuple[int, int | None]] = []
+    out = model.generate(
+        model.prepare(prompts), on_progress=lambda done, n=None: seen.append((done, n))
+    )
     short, long = out.requests
+    # One batch: its requests and the real tokens counted, padding left out.
+    assert seen == [(2, short.n_output_tokens + long.n_output_tokens)]
     eos = model._tokenizer.eos_token_id
     # The short answer stops at EOS; nothing after it (padding) is counted.
     assert short.token_ids[-1] == eos

@@ -404,15 +404,15 @@ def test_prompts_are_templated_and_truncated_exactly_as_for_transformers(
 def test_generate_uses_request_metrics_when_vllm_gives_them(fake_vllm: FakeVLLM) -> None:
     model = _load(_config(sampling={"n": 2}))
     prepared = model.prepare(["a", "b", "c"])
-    seen: list[int] = []
-    out = model.generate(prepared, on_progress=seen.append)
+    seen: list[tuple[int, int | None]] = []
+    out = model.generate(prepared, on_progress=lambda done, n=None: seen.append((done, n)))
     assert out.timing_definition == METRICS_TIMING
     assert [r.n_output_tokens for r in out.requests] == [4, 6, 8]  # 2 + k tokens, n = 2
     assert [len(r.token_ids) for r in out.requests] == [2, 3, 4]
     assert [r.ttft_ms for r in out.requests] == pytest.approx([100.0, 200.0, 300.0])
     assert out.requests[2].itl_ms == pytest.approx(10.0)
     assert out.requests[2].latency_ms == pytest.approx(300.0 + 30.0)
-    assert seen == [3]
+    assert seen == [(3, 18)]
 
 
 @pytest.mark.model

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from h200_run import Waits, run_h200
 
+from llenergymeasure.energy.running_energy import EnergySoFar
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.experiment.options import RunOptions
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.system.locks import DeviceLocks, runtime_dir
 from llenergymeasure.testing.h200 import h200, h200_nvml
@@ -320,3 +322,34 @@ def test_15_a_run_waits_with_a_countdown_for_its_gpu_and_no_lock_opts_out() -> N
         assert run_h200(nvml=nvml, options=RunOptions(lock=False)).energy.total_j is not None
     finally:
         other.release()
+
+
+# --- live progress: the window's tokens and energy so far -------------------------------
+
+
+class SoFar(NullReporter):
+    """Keeps every advance of the measured window with its tokens and energy so far."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int | None, EnergySoFar | None]] = []
+
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
+        so_far = so_far or WindowSoFar()
+        self.seen.append((done, so_far.n_output_tokens, so_far.energy))
+
+
+def test_each_batch_of_the_window_reports_its_tokens_and_the_gpus_energy_so_far() -> None:
+    reporter = SoFar()
+    result = run_h200({"measurement": {"min_window_s": 1.5}}, reporter=reporter)
+    window = [(n, e) for _, n, e in reporter.seen if n is not None]
+    assert len(window) == 2 * result.window.n_passes  # each batch of each pass
+    tokens = [n for n, _ in window]
+    assert tokens == sorted(tokens) and tokens[-1] == result.tokens.n_output_tokens
+    energies = [e for _, e in window if e is not None]
+    assert energies and all(e.method == "counter" and e.n_devices == 1 for e in energies)
+    joules = [e.energy_j for e in energies]
+    assert joules == sorted(joules) and joules[-1] > 0
+    # Read between batches: never more than the window's own GPU figure, and close to it
+    # by its end (within a counter step or two of the 1.5 s window).
+    gpu_j = next(d.energy_j for d in result.energy.domains if d.domain == "gpu:0")
+    assert gpu_j is not None and 0.8 * gpu_j <= joules[-1] <= 1.05 * gpu_j

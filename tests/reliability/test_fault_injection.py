@@ -170,6 +170,7 @@ def _kill_then_resume(root: Path, no_torch: Path, delay_s: float, done: list[int
     second = _llem("run", "study.yaml", "-q", *resume, cwd=root, env=env)
     _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
+    assert "Traceback" not in err, err  # whatever the kill left, the resume says it plainly
 
     (study_dir,) = _study_dirs(results)
     manifest = _check_results(study_dir)

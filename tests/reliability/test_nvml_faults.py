@@ -53,7 +53,7 @@ class LoseGpu(NullReporter):
         self._step = name
         return super().step(name)
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: object = None) -> None:
         if self._step == self._during and done >= 1 and not self.lost:
             gpus = list(self._nvml.gpus)
             gpus[self._index] = dataclasses.replace(gpus[self._index], fail_after_s=0.0)

@@ -133,3 +133,86 @@ def test_a_signal_at_any_moment_of_a_phase_stops_cleanly_and_resume_finishes(
     phase: str, how: str, into: float, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     _trial(tmp_path_factory.mktemp(f"signal-{phase}"), phase, how, into)
+
+
+# ----------------------------------------------------------- the same through `llem run`
+
+CLI_STUDY = """\
+study_name: sig
+engine: fake
+task: {dataset: {n_prompts: 2}, max_output_tokens: 4}
+fake: {token_latency_ms: 250}
+measurement: {warmup: {enabled: false}, energy_sampler: estimate}
+sweep: {fake.batch_size: [1, 2]}
+study_execution: {n_cycles: 1, experiment_order: interleave, experiment_gap_s: 1.5}
+"""
+# trial -> (the stderr line that opens the phase, signal, extra flags)
+CLI_TRIALS = {
+    "window, ctrl-c": ("run 1/c1: measuring", "ctrl-c", ()),
+    "gap, sigterm": ("thermal gap between experiments", "sigterm", ()),
+    "report, ctrl-c": ("study written to", "ctrl-c", ("--report",)),
+}
+
+
+def _llem(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llenergymeasure", "run", "study.yaml", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LLEM_CACHE_DIR": str(cwd / "cache")},
+        start_new_session=True,
+    )
+
+
+def _wait_for_stderr_line(proc: subprocess.Popen[str], wanted: str) -> list[str]:
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:  # the live table's lines: stderr is no terminal here
+        seen.append(line.rstrip("\n"))
+        if line.startswith(wanted):
+            return seen
+    raise AssertionError(f"`llem run` ended before `{wanted}`: {seen}")
+
+
+@pytest.mark.parametrize("trial", list(CLI_TRIALS))
+def test_a_signal_to_llem_run_stops_cleanly_and_resume_finishes(trial: str, tmp_path: Path) -> None:
+    opened, how, flags = CLI_TRIALS[trial]
+    (tmp_path / "study.yaml").write_text(CLI_STUDY, encoding="utf-8")
+    proc = _llem(tmp_path, *flags)
+    try:
+        before = _wait_for_stderr_line(proc, opened)
+        _send(proc, how)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "\n".join(before) + "\n" + rest
+    assert "Traceback" not in err, err
+    (study_dir,) = [p for p in (tmp_path / "results").iterdir() if (p / MANIFEST_FILE).is_file()]
+    statuses = {(e.index, e.cycle): e.status for e in Manifest.load(study_dir).entries}
+    assert "running" not in statuses.values(), statuses
+    if trial.startswith("report"):
+        # After the study's last file: the study completed; the report may not be whole.
+        assert proc.returncode in (0, 130), err
+        assert set(statuses.values()) == {"completed"}
+    else:
+        assert proc.returncode == 130, err
+        assert "interrupted; finish it with: llem run" in err
+        expected = "interrupted" if trial.startswith("window") else "pending"
+        assert statuses[(1, 1) if expected == "interrupted" else (2, 1)] == expected, statuses
+
+    resumed = _llem(tmp_path, "--resume", str(study_dir), *flags)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, (out, err)
+    assert "Traceback" not in err, err
+    manifest = Manifest.load(study_dir)
+    assert sorted((e.index, e.cycle, e.status) for e in manifest.entries) == [
+        (1, 1, "completed"),
+        (2, 1, "completed"),
+    ]
+    runs = sorted(p.name[:6] for p in study_dir.iterdir() if p.name[:3].isdigit())
+    assert runs == ["001_c1", "002_c1"]  # each config x cycle exactly once
+    if flags:
+        assert (study_dir / "report.html").is_file()  # the resume wrote it whole

@@ -51,9 +51,24 @@ def test_the_breaker_pauses_after_n_failures_then_stops_when_the_probe_fails() -
     assert control.after(entry(2, "crashed")) is None
     seconds, reason = control.pause()
     assert seconds == BREAKER_PAUSE_S and "2 failures in a row" in reason
+    assert control.before(entry(3)) is None  # the probe
     stop = control.after(entry(3, "timed_out"))
     assert stop is not None and stop.status == "circuit_breaker"
     assert "run 3/c1 (cfg3) timed_out" in stop.reason
+
+
+def test_a_run_already_going_when_the_breaker_tripped_is_no_probe() -> None:
+    control = RunControl(protocol(max_consecutive_failures=1))
+    for index in (1, 2, 3):  # three runs in flight at once, as on a Ray cluster
+        assert control.before(entry(index)) is None
+    assert control.after(entry(1, "failed")) is None
+    assert control.pause()[0] == BREAKER_PAUSE_S
+    assert control.after(entry(2, "failed")) is None  # started before the trip
+    assert control.after(entry(3, "crashed")) is None
+    assert control.before(entry(4)) is None  # after the pause: the probe
+    stop = control.after(entry(4, "failed"))
+    assert stop is not None and stop.status == "circuit_breaker"
+    assert "3 failed runs in a row" in stop.reason and "run 4/c1" in stop.reason
 
 
 def test_a_completed_run_resets_the_breaker_and_an_interrupted_one_counts_for_nothing() -> None:
@@ -131,3 +146,20 @@ def test_disarming_before_the_budget_ends_leaves_the_stop_event_alone() -> None:
 )
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert format_s(seconds) == text
+
+
+def test_a_budget_beyond_what_a_timer_can_wait_arms_without_error() -> None:
+    # A protocol built in code skips the config's cap; threading.Timer would raise
+    # OverflowError in its own thread (a traceback) for a wait above TIMEOUT_MAX.
+    stop = threading.Event()
+    control = RunControl(protocol(study_timeout_s=1e300))
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        control.arm(stop)
+        stop.wait(0.3)  # a timer that cannot wait fails at once
+    finally:
+        threading.excepthook = previous
+        control.disarm()
+    assert not errors and not stop.is_set()

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from llenergymeasure.energy.running_energy import EnergySoFar
+from llenergymeasure.experiment.reporter import WindowSoFar
 from llenergymeasure.study.events import PROGRESS_EVERY_S, EventReporter, RunEvent
 
 
@@ -14,6 +16,15 @@ from llenergymeasure.study.events import PROGRESS_EVERY_S, EventReporter, RunEve
     [
         RunEvent("phase", "loading model"),
         RunEvent("progress", "measuring", done=3, total=10),
+        RunEvent(
+            "progress",
+            "measuring",
+            done=3,
+            total=10,
+            n_output_tokens=96,
+            energy_j=12.5,
+            energy_method="counter",
+        ),
         RunEvent("wait", "thermal floor", seconds=60.0),
         RunEvent("alert", "no news from its Ray worker for 6 s"),
     ],
@@ -30,6 +41,7 @@ def test_an_event_survives_json(event: RunEvent) -> None:
         {"kind": "phase"},
         {"kind": "nope", "text": "x"},
         {"kind": "progress", "text": "m", "done": "x"},
+        {"kind": "progress", "text": "m", "n_output_tokens": "many"},
     ],
 )
 def test_anything_else_is_not_an_event(data: dict[str, object]) -> None:
@@ -65,3 +77,31 @@ def test_a_wait_is_announced_with_its_length_before_it_sleeps() -> None:
     sent: list[RunEvent] = []
     EventReporter(sent.append).wait(0.01, "thermal floor")
     assert sent == [RunEvent("wait", "thermal floor", seconds=0.01)]
+
+
+def test_an_unknown_energy_method_is_dropped_not_trusted() -> None:
+    event = RunEvent.from_json(
+        {"kind": "progress", "text": "m", "energy_j": 3.0, "energy_method": "guessed"}
+    )
+    assert event is not None and event.energy_j == 3.0 and event.energy_method is None
+
+
+def test_the_reporter_sends_tokens_and_energy_so_far_with_its_progress() -> None:
+    sent: list[RunEvent] = []
+    clock = Clock()
+    reporter = EventReporter(sent.append, clock=clock)
+    reporter.start_progress(4, "measuring")
+    clock.now += PROGRESS_EVERY_S
+    reporter.advance(2, WindowSoFar(64, EnergySoFar(7.25, "integrated", 1)))
+    reporter.advance(4, WindowSoFar(128, None))  # the last: energy not readable
+    assert sent[1] == RunEvent(
+        "progress",
+        "measuring",
+        done=2,
+        total=4,
+        n_output_tokens=64,
+        energy_j=7.25,
+        energy_method="integrated",
+    )
+    assert sent[2] == RunEvent("progress", "measuring", done=4, total=4, n_output_tokens=128)
+    assert "energy_j" not in sent[2].to_json()  # null, never 0

@@ -34,6 +34,23 @@ def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> No
     assert not log_path(tmp_path, 7, 2).exists()  # a quiet, successful run leaves no log
 
 
+def test_the_windows_progress_reaches_the_parent_with_its_output_tokens(tmp_path: Path) -> None:
+    events: list[RunEvent] = []
+    outcome = run_isolated(
+        tiny(batch_size=1, token_latency_ms=300),  # two batches, 0.6 s each: two events
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        timeout_s=60,
+        on_progress=events.append,
+    )
+    assert outcome.status == "completed", outcome.message
+    window = [e for e in events if e.kind == "progress" and e.text == "measuring"]
+    assert [(e.done, e.n_output_tokens) for e in window] == [(0, None), (1, 2), (2, 4)]
+    # The estimate sampler's run traces no device energy: energy so far is null, not 0.
+    assert all(e.energy_j is None and e.energy_method is None for e in window)
+
+
 def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) -> None:
     outcome = run_isolated(
         tiny(), study_dir=tmp_path, index=3, cycle=1, timeout_s=60, target=child_targets.always_fail

@@ -28,6 +28,7 @@ from study_helpers import gone, make_plan, tiny
 
 from llenergymeasure.config.study import StudyExecution, expand_study
 from llenergymeasure.errors import ConfigError, PreflightError, StudyError
+from llenergymeasure.study.control import BREAKER_PAUSE_S
 from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.ray_executor import (
@@ -285,6 +286,7 @@ def test_workers_send_each_runs_phases_and_progress_to_the_driver(
         )
         window = [e for i, _, e, _ in seen.events if i == index and e.kind == "progress"]
         assert window and all(e.total == 2 and e.text == "measuring" for e in window)
+        assert window[-1].done == 2 and window[-1].n_output_tokens == 4  # tokens so far
         assert phases[-1] == "writing results"  # the last word arrives before the end
 
 
@@ -387,6 +389,142 @@ def test_a_stop_cancels_the_runs_in_flight_and_local_resume_finishes_the_rest(
     folders = sorted(p.name for p in first.study_dir.iterdir() if EXPERIMENT_DIR.match(p.name))
     pairs = sorted((int(m[1]), int(m[2])) for m in map(EXPERIMENT_DIR.match, folders) if m)
     assert pairs == sorted((i, c) for i in (1, 2, 3) for c in (1, 2))  # one folder per run
+
+
+class StopAfter(NullStudyReporter):
+    """Sets ``stop`` once ``n`` runs have completed."""
+
+    def __init__(self, n: int, stop: threading.Event) -> None:
+        self.n, self.stop, self.finished = n, stop, 0
+
+    def run_finished(self, entry: ManifestEntry) -> None:
+        self.finished += entry.status == "completed"
+        if self.finished >= self.n:
+            self.stop.set()
+
+
+@pytest.mark.ray
+def test_a_time_budget_that_runs_out_cancels_the_runs_in_flight_and_exits_124(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # Windows of 6-12 s; the 3 s budget ends while all three first runs are in flight.
+    configs = [tiny(batch_size=b, token_latency_ms=3000) for b in (1, 2, 3)]
+    plan = make_plan(configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0, study_timeout_s=3.0)
+    outcome = run_study(plan, results_root=tmp_path, executor=RayExecutor())
+    assert outcome.status == "timed_out" and outcome.exit_code == 124
+    saved = Manifest.load(outcome.study_dir)
+    assert saved.status == "timed_out" and saved.stop_reason is not None
+    assert "ran out with runs still going" in saved.stop_reason
+    statuses = [e.status for e in saved.entries]
+    assert "running" not in statuses and "completed" not in statuses
+    cancelled = [e for e in saved.entries if e.status == "interrupted"]
+    assert len(cancelled) == 3  # the first wave, one run per GPU
+    assert all("the study's time budget ran out" in (e.error or "") for e in cancelled)
+    assert statuses.count("pending") == 3  # the second cycle never started
+
+
+@pytest.mark.ray
+def test_a_time_budget_without_room_for_the_next_run_starts_none(
+    cluster: Any, tmp_path: Path
+) -> None:
+    configs = [tiny(batch_size=b, token_latency_ms=200) for b in (1, 2, 3)]
+    stop = threading.Event()
+    first = run_study(
+        make_plan(configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0),
+        results_root=tmp_path,
+        executor=RayExecutor(),
+        reporter=StopAfter(1, stop),
+        stop_event=stop,
+    )
+    assert first.status == "interrupted"
+    before = {e.key: e for e in Manifest.load(first.study_dir).entries}
+    shortest_s = min(e.duration_s or 0.0 for e in before.values() if e.status == "completed")
+    folders = sorted(p.name for p in first.study_dir.iterdir())
+    # A budget shorter than any run so far: no run can end in it, so none starts.
+    budget_s = shortest_s / 2
+    second = run_study(
+        make_plan(configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0, study_timeout_s=budget_s),
+        results_root=tmp_path,
+        resume_dir=first.study_dir,
+        executor=RayExecutor(),
+    )
+    assert second.status == "timed_out" and second.exit_code == 124
+    saved = Manifest.load(first.study_dir)
+    assert saved.stop_reason is not None and "so no more runs start" in saved.stop_reason
+    for entry in saved.entries:  # nothing was started: every entry is as the first left it
+        assert entry.n_attempts == before[entry.key].n_attempts
+        assert entry.status == before[entry.key].status or entry.status == "pending"
+    assert sorted(p.name for p in first.study_dir.iterdir()) == folders
+
+
+@pytest.mark.ray
+def test_fail_fast_on_the_cluster_stops_at_the_first_failed_run_and_cancels_the_rest(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # The second config fails at once; the others' windows last 4-8 s.
+    configs = [
+        tiny(batch_size=1, token_latency_ms=1000),
+        tiny(batch_size=2, prefill_latency_ms=child_targets.FAIL_LATENCY_MS),
+        tiny(batch_size=3, token_latency_ms=2000),
+    ]
+    outcome = run_study(
+        make_plan(configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0, fail_fast=True),
+        results_root=tmp_path,
+        executor=RayExecutor(target=child_targets.fail_marked),
+    )
+    assert outcome.status == "fail_fast" and outcome.exit_code == 1
+    saved = Manifest.load(outcome.study_dir)
+    assert saved.status == "fail_fast" and saved.stop_reason is not None
+    assert saved.stop_reason.startswith("fail-fast: run 2/c")
+    assert "scripted failure" in saved.stop_reason
+    statuses = [e.status for e in saved.entries]
+    assert "running" not in statuses and statuses.count("completed") < len(statuses)
+    assert set(statuses) <= {"completed", "failed", "interrupted", "pending"}
+    assert {e.config_hash for e in saved.entries if e.status == "failed"} == {
+        saved.entries[1].config_hash
+    }
+
+
+@pytest.mark.ray
+def test_the_breaker_on_the_cluster_pauses_once_the_runs_in_flight_end_then_probes(
+    cluster: Any, tmp_path: Path
+) -> None:
+    # Every run fails. The first wave (one run per GPU) was in flight when the breaker
+    # tripped: those failures count, but the study stops only when the probe run fails.
+    configs = [tiny(batch_size=b) for b in (1, 2, 3)]
+    pauses: list[float] = []
+    outcome = run_study(
+        make_plan(
+            configs, n_cycles=2, experiment_gap_s=0, cycle_gap_s=0, max_consecutive_failures=1
+        ),
+        results_root=tmp_path,
+        executor=RayExecutor(target=child_targets.always_fail),
+        sleep=pauses.append,
+    )
+    assert outcome.status == "circuit_breaker" and outcome.exit_code == 1
+    saved = Manifest.load(outcome.study_dir)
+    assert [e.status for e in saved.entries].count("failed") == 4
+    assert [e.status for e in saved.entries].count("pending") == 2
+    assert pauses == [BREAKER_PAUSE_S]
+    assert saved.stop_reason is not None and "the probe run after the pause failed too" in (
+        saved.stop_reason
+    )
+
+
+@pytest.mark.ray
+def test_the_silence_watchdog_stops_a_silent_run_on_the_cluster(
+    cluster: Any, tmp_path: Path
+) -> None:
+    outcome = run_study(
+        make_plan([tiny()], experiment_silence_timeout_s=1.5),
+        results_root=tmp_path,
+        executor=RayExecutor(target=child_targets.silent_hang),
+    )
+    (entry,) = outcome.manifest.entries
+    assert entry.status == "timed_out"
+    assert entry.error is not None and "silent for 1.5 s" in entry.error
+    assert entry.log is not None
+    assert "in silent_hang" in (outcome.study_dir / entry.log).read_text(encoding="utf-8")
 
 
 @pytest.mark.ray

@@ -15,8 +15,9 @@ from llenergymeasure.errors import StudyError
 from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.isolation import RunOutcome, run_isolated
 from llenergymeasure.study.live import LIVE_FILE, LiveStatus, read_live
+from llenergymeasure.study.lock import study_lock
 from llenergymeasure.study.manifest import Ledger, ManifestEntry
-from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.models import HeadlineMetrics, StudyProtocol
 from llenergymeasure.study.reporter import NullStudyReporter
 from llenergymeasure.study.run import run_study
 from llenergymeasure.study.status import StudyStatusReport, study_status
@@ -164,6 +165,66 @@ def test_the_live_file_follows_phases_progress_and_waits(tmp_path: Path) -> None
     assert read_live(tmp_path) is None
 
 
+def test_the_live_file_keeps_the_windows_tokens_and_energy_so_far(tmp_path: Path) -> None:
+    ledger = _study(tmp_path)
+    entry = ledger.start(ledger.manifest.entries[0])
+    live = LiveStatus(ledger.study_dir, NullStudyReporter(), PROTOCOL)
+    live.run_started(entry.label, entry.index, entry.cycle)
+    live.progress(1, 1, RunEvent("phase", "measuring"))
+    live.progress(1, 1, RunEvent("progress", "measuring", done=0, total=8))
+    (run,) = read_live(ledger.study_dir).runs  # type: ignore[union-attr]
+    assert run.n_output_tokens is None and run.energy_j is None  # nothing yet: null, not 0
+    full = RunEvent(
+        "progress",
+        "measuring",
+        done=8,
+        total=8,
+        n_output_tokens=256,
+        energy_j=41.5,
+        energy_method="counter",
+    )
+    live.progress(1, 1, full)
+    # A second pass starts with no tokens of its own yet: the window's count stands.
+    live.progress(1, 1, RunEvent("progress", "measuring (pass 2)", done=0, total=8))
+    (run,) = read_live(ledger.study_dir).runs  # type: ignore[union-attr]
+    assert (run.n_output_tokens, run.energy_j, run.energy_method) == (256, 41.5, "counter")
+    with study_lock(ledger.study_dir):  # as the study process holds it
+        (shown,) = study_status(ledger.study_dir).running
+        as_json = study_status(ledger.study_dir).to_json()["running"][0]
+    assert (shown.n_output_tokens, shown.energy_j, shown.energy_method) == (256, 41.5, "counter")
+    assert as_json["n_output_tokens"] == 256 and as_json["energy_method"] == "counter"
+    live.progress(1, 1, RunEvent("phase", "writing results"))
+    (run,) = read_live(ledger.study_dir).runs  # type: ignore[union-attr]
+    assert run.n_output_tokens is None and run.energy_j is None
+    live.close()
+
+
 def test_a_folder_without_a_manifest_has_no_status(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match=r"no manifest\.json"):
         study_status(tmp_path)
+
+
+def test_measured_and_estimated_energy_so_far_are_never_summed(tmp_path: Path) -> None:
+    ledger = _study(tmp_path)
+    for (index, cycle), energy_j, method in [
+        ((1, 1), 100.0, "counter"),
+        ((2, 1), 7.0, "estimated"),
+        ((1, 2), 50.0, "integrated"),
+    ]:
+        entry = next(e for e in ledger.manifest.entries if (e.index, e.cycle) == (index, cycle))
+        metrics = HeadlineMetrics(
+            output_tokens_per_s=1.0,
+            j_per_output_token=1.0,
+            energy_j=energy_j,
+            energy_method=method,
+            window_s=1.0,
+        )
+        ledger.finish(ledger.start(entry), RunOutcome("completed", 2.0, metrics=metrics))
+    report = study_status(ledger.study_dir)
+    assert (report.energy_so_far_j, report.n_energy_runs) == (150.0, 2)
+    assert (report.estimated_so_far_j, report.n_estimated_runs) == (7.0, 1)
+    assert [(r.index, r.cycle, r.energy_method) for r in report.completed] == [
+        (1, 1, "counter"),
+        (2, 1, "estimated"),
+        (1, 2, "integrated"),
+    ]

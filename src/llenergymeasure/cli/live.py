@@ -24,7 +24,7 @@ from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.manifest import ManifestEntry
 
-__all__ = ["RichStudyReporter", "SkippableSleep"]
+__all__ = ["RichStudyReporter", "SkippableSleep", "so_far_text"]
 
 
 class SkippableSleep:
@@ -53,12 +53,15 @@ class _Row:
     what: str | None = None
     done: int | None = None
     total: int | None = None
+    n_output_tokens: int | None = None
+    energy: tuple[float, str | None] | None = None  # (joules so far, method)
     wait: tuple[float, str] | None = None  # (monotonic end, reason)
     alert: str | None = None
     elapsed_s: float | None = None
     tok_s: float | None = None
     j_tok: float | None = None
     energy_j: float | None = None
+    energy_kind: str = "measured"  # or "estimated": the two are never summed
     error: str | None = None
 
     def state(self) -> str:
@@ -70,6 +73,8 @@ class _Row:
             text += f" · {self.wait[1]} {self.wait[0] - time.monotonic():.0f} s left"
         elif self.total:
             text += f" {self.done or 0}/{self.total}"
+            so_far = so_far_text(self.n_output_tokens, *(self.energy or (None, None)))
+            text += f"\n{so_far}" if so_far else ""
         return text + (f"\n⚠ {self.alert}" if self.alert else "")
 
 
@@ -111,9 +116,14 @@ class RichStudyReporter:
         row.alert = None
         if event.kind == "phase":
             row.phase, row.what, row.done, row.total, row.wait = event.text, None, None, None, None
+            row.n_output_tokens, row.energy = None, None
             self._line(f"run {index}/c{cycle}: {event.text}")
         elif event.kind == "progress":
             row.what, row.done, row.total = event.text, event.done, event.total
+            if event.n_output_tokens is not None:
+                row.n_output_tokens = event.n_output_tokens
+            if event.energy_j is not None:
+                row.energy = (event.energy_j, event.energy_method)
         elif event.kind == "wait" and event.seconds is not None:
             row.wait = (time.monotonic() + event.seconds, event.text)
             self._line(f"run {index}/c{cycle}: {event.text}: {event.seconds:.0f} s")
@@ -133,6 +143,7 @@ class RichStudyReporter:
                 metrics.j_per_output_token,
                 metrics.energy_j,
             )
+            row.energy_kind = "estimated" if metrics.energy_method == "estimated" else "measured"
         error = f" ({entry.error})" if entry.error else ""
         self._line(f"run {entry.index}/c{entry.cycle} {entry.label}: {entry.status}{error}")
 
@@ -174,16 +185,29 @@ class RichStudyReporter:
 
     def _caption(self) -> str:
         done = [r for r in self._rows.values() if r.status == "completed"]
-        measured = [r.energy_j for r in done if r.energy_j is not None]
         lines = [f"{len(done)} of {self._n_runs} runs completed"]
-        if measured:
-            lines[0] += f"; energy measured so far {sum(measured):,.1f} J ({len(measured)} runs)"
+        for kind in ("measured", "estimated"):  # never summed together
+            figures = [r.energy_j for r in done if r.energy_j is not None and r.energy_kind == kind]
+            if figures:
+                lines[0] += f"; energy {kind} so far {sum(figures):,.1f} J ({len(figures)} runs)"
         if self._wait is not None and self._wait[0] > time.monotonic():
             left = self._wait[0] - time.monotonic()
             lines.append(f"{self._wait[1]}: {left:.0f} s left (Enter skips)")
         if self._note:
             lines.append(self._note)
         return "\n".join(lines)
+
+
+def so_far_text(
+    n_output_tokens: int | None, energy_j: float | None, energy_method: str | None
+) -> str:
+    """``1,204 tokens · 85.3 J so far (counter)``; the parts not known are left out."""
+    parts = []
+    if n_output_tokens is not None:
+        parts.append(f"{n_output_tokens:,} tokens")
+    if energy_j is not None:
+        parts.append(f"{energy_j:,.1f} J so far ({energy_method or 'unlabelled'})")
+    return " · ".join(parts)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -17,6 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from llenergymeasure.experiment.reporter import WindowSoFar
+
 __all__ = ["RichReporter"]
 
 
@@ -48,7 +50,7 @@ class RichReporter:
     def start_progress(self, total: int, description: str) -> None:
         self._show(description, total=total)
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         if self._live is not None and self._task is not None:
             self._live.update(self._task, completed=done)
 

@@ -264,6 +264,10 @@ def _study_flags(
     max_consecutive_failures: int | None,
 ) -> dict[str, Any]:
     gaps = {"study_execution.experiment_gap_s": 0, "study_execution.cycle_gap_s": 0}
+    if max_consecutive_failures is not None and max_consecutive_failures < 1:
+        raise ConfigError(
+            f"--max-consecutive-failures: must be at least 1, not {max_consecutive_failures}"
+        )
     return _present(
         {
             "study_execution.n_cycles": cycles,

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.cli.fit import Cell, add_rows, output_console, width_of
+from llenergymeasure.cli.live import so_far_text
 from llenergymeasure.errors import ResultError, StudyError
 from llenergymeasure.results.collection import MANIFEST_FILE
 from llenergymeasure.study.control import format_s
@@ -81,6 +82,11 @@ def _headline(r: StudyStatusReport) -> str:
             f"energy measured so far: {r.energy_so_far_j:,.1f} J "
             f"(window energy of {r.n_energy_runs}{of} completed runs)"
         )
+    if r.estimated_so_far_j is not None:
+        lines.append(
+            f"energy estimated so far: {r.estimated_so_far_j:,.1f} J "
+            f"({r.n_estimated_runs} completed runs with no measured energy; not added above)"
+        )
     if r.n_completed == r.n_planned:
         pass  # nothing left: no ETA
     elif r.eta_s is not None:
@@ -127,6 +133,8 @@ def _phase(r: RunningRun) -> str:
         text += f"\n{r.wait_reason}: {format_s(r.wait_left_s)} left"
     elif r.total:
         text += f"\n{r.done or 0} of {r.total} done"
+        so_far = so_far_text(r.n_output_tokens, r.energy_j, r.energy_method)
+        text += f"\n{so_far}" if so_far else ""
     return text + (f"\n⚠ {r.alert}" if r.alert else "")
 
 

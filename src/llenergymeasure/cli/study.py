@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -13,8 +14,9 @@ from rich.console import Console
 
 from llenergymeasure.cli.fit import output_console, width_of
 from llenergymeasure.cli.live import RichStudyReporter, SkippableSleep
-from llenergymeasure.cli.study_tables import plan_table, summary_table
+from llenergymeasure.cli.study_tables import plan_json, plan_table, summary_table
 from llenergymeasure.config.errors import printable
+from llenergymeasure.config.execution import MAX_DURATION_S
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.config.study import load_study
 from llenergymeasure.errors import ConfigError, StudyError
@@ -27,6 +29,7 @@ from llenergymeasure.system.gpus import list_gpus
 __all__ = ["StudyOptions", "find_resume_dir", "parse_duration_s", "run_study_file"]
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_HINT = "e.g. --timeout 30s, 45m, 8h or 1h30m (a bare number is seconds)"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|d|h|m|s)")
 
 
@@ -54,7 +57,13 @@ def parse_duration_s(text: str) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(
             f"--timeout: cannot read `{printable(text)}` as a duration",
-            hint="e.g. --timeout 30s, 45m, 8h or 1h30m (a bare number is seconds)",
+            hint=_DURATION_HINT,
+        )
+    if seconds > MAX_DURATION_S:
+        raise ConfigError(
+            f"--timeout: `{printable(text)}` is longer than the longest budget, "
+            f"{MAX_DURATION_S / 86_400:g} days",
+            hint=_DURATION_HINT,
         )
     return seconds
 
@@ -99,7 +108,10 @@ def run_study_file(
     width = width_of(tables, options.wide)
     if options.dry_run:
         estimate = estimate_duration(plan, on_gpu=on_gpu, results_root=root)
-        tables.print(plan_table(plan, estimate, width=width))
+        if options.as_json:
+            sys.stdout.write(json.dumps(plan_json(plan, estimate), indent=2) + "\n")
+        else:
+            tables.print(plan_table(plan, estimate, width=width))
         return 0
     resume_dir = None
     if resume is not None:

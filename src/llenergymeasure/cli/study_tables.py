@@ -18,7 +18,7 @@ from llenergymeasure.study.estimate import DurationEstimate
 from llenergymeasure.study.models import Aggregate, StudyResult
 from llenergymeasure.study.parity import StudyParity
 
-__all__ = ["MAX_PLAN_ROWS", "parity_table", "plan_table", "summary_table"]
+__all__ = ["MAX_PLAN_ROWS", "parity_table", "plan_json", "plan_table", "summary_table"]
 
 # A terminal table of thousands of rows is unreadable and slow to draw.
 MAX_PLAN_ROWS = 50
@@ -58,6 +58,39 @@ def plan_table(plan: StudyPlan, estimate: DurationEstimate, *, width: int | None
         f"design hash {plan.design_hash}\n{_estimate_text(estimate)}{_executor_text(plan)}"
     )
     return table
+
+
+def plan_json(plan: StudyPlan, estimate: DurationEstimate) -> dict[str, Any]:
+    """The plan as ``llem run study.yaml --dry-run --json`` prints it: every config whole,
+    the runs in order, what was skipped and why, and the duration estimate."""
+    return {
+        "study_name": plan.name,
+        "design_hash": plan.design_hash,
+        "execution": plan.execution.model_dump(mode="json"),
+        "configs": [
+            {"index": i, "label": label, "config_hash": config_hash, "config": dumped}
+            for i, (label, config_hash, dumped) in enumerate(
+                zip(
+                    plan.labels,
+                    plan.config_hashes,
+                    (c.model_dump(mode="json") for c in plan.configs),
+                    strict=True,
+                ),
+                1,
+            )
+        ],
+        "runs": [{"index": r.config_index + 1, "cycle": r.cycle} for r in plan.runs()],
+        "skipped": [{"label": s.label, "reason": s.reason} for s in plan.skipped],
+        "estimate": {
+            "total_s": estimate.total_s,
+            "lower_bound": estimate.n_untimed_runs > 0,
+            "gaps_s": estimate.gaps_s,
+            "timed_s": estimate.timed_s,
+            "n_timed_runs": estimate.n_timed_runs,
+            "fixed_s": estimate.fixed_s,
+            "n_untimed_runs": estimate.n_untimed_runs,
+        },
+    }
 
 
 def _executor_text(plan: StudyPlan) -> str:

@@ -9,10 +9,13 @@ from pydantic import ConfigDict, Field, StrictBool
 from llenergymeasure.config.base import NumbersNotBooleans
 from llenergymeasure.config.order import ExperimentOrder
 
-__all__ = ["MAX_RUNS", "StudyExecution"]
+__all__ = ["MAX_DURATION_S", "MAX_RUNS", "StudyExecution"]
 
 # Turns a typo (cycles: 1000000) into an error: the manifest lists every run.
 MAX_RUNS = 100_000
+# The longest timeout or budget a study accepts: a year. Longer is a typo, and above
+# threading.TIMEOUT_MAX a timer cannot wait at all.
+MAX_DURATION_S = 365 * 86_400.0
 
 
 class StudyExecution(NumbersNotBooleans):
@@ -34,12 +37,13 @@ class StudyExecution(NumbersNotBooleans):
     cycle_gap_s: float | None = Field(
         None, ge=0.0, allow_inf_nan=False, description="pause between cycles; None = runner"
     )
-    experiment_timeout_s: float = Field(600.0, gt=0.0, allow_inf_nan=False)
+    experiment_timeout_s: float = Field(600.0, gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)
     max_consecutive_failures: int = Field(10, ge=1, description="circuit-breaker threshold")
     fail_fast: StrictBool = Field(False, description="stop the study after its first failed run")
     study_timeout_s: float | None = Field(
         None,
         gt=0.0,
+        le=MAX_DURATION_S,
         allow_inf_nan=False,
         description="wall-clock budget of one session: no run starts that cannot end in it, "
         "and a run still going when it ends is stopped; None = no budget",
@@ -47,6 +51,7 @@ class StudyExecution(NumbersNotBooleans):
     experiment_silence_timeout_s: float | None = Field(
         None,
         gt=0.0,
+        le=MAX_DURATION_S,
         allow_inf_nan=False,
         description="stop a run that prints nothing and reports no progress for this long; "
         "None = no watchdog",

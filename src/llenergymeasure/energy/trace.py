@@ -30,11 +30,12 @@ import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+from llenergymeasure.energy.running_energy import EnergySoFar, RunningEnergy, Snapshot
 from llenergymeasure.energy.telemetry import DeviceSample, TelemetrySource
 from llenergymeasure.energy.trace_record import PowerStats, Trace, TraceRow
 from llenergymeasure.errors import EnergyError
 
-__all__ = ["PowerStats", "PowerTrace", "Trace", "TraceRow"]
+__all__ = ["EnergySoFar", "PowerStats", "PowerTrace", "Trace", "TraceRow"]
 
 
 class PowerTrace:
@@ -68,7 +69,9 @@ class PowerTrace:
         self._ticks: list[float] = []
         self._marks: dict[str, float] = {}
         self._errors: list[str] = []
-        self._lock = threading.Lock()  # guards the lists and dict above
+        self._running = RunningEnergy()
+        self._at_marks: dict[str, Snapshot] = {}
+        self._lock = threading.Lock()  # guards the lists, dicts and totals above
         self._sampling = threading.Lock()  # one sample_once at a time
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,6 +123,8 @@ class PowerTrace:
             with self._lock:
                 self._ticks.append(tick_s)
                 self._readings.extend(readings)
+                for t_s, sample in readings:
+                    self._running.add(t_s, sample)
             return tick_s
 
     def mark(self, label: str) -> float:
@@ -129,7 +134,16 @@ class PowerTrace:
                 self._origin = self._clock()
             t_s = self._clock() - self._origin
             self._marks[label] = t_s
+            self._at_marks[label] = self._running.snapshot()
         return t_s
+
+    def energy_since(self, label: str) -> EnergySoFar | None:
+        """What the traced devices used from mark ``label`` to the latest sample: a live
+        figure (see ``energy/running_energy.py``). None before the mark, or when no
+        device reports energy or power."""
+        with self._lock:
+            at_mark = self._at_marks.get(label)
+            return None if at_mark is None else self._running.since(at_mark)
 
     def stop(self, timeout_s: float = 5.0) -> Trace:
         """Stop the thread (waiting at most ``timeout_s``) and return the trace; idempotent."""

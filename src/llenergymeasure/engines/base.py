@@ -6,7 +6,7 @@ Tokenisation and batching happen in ``prepare`` (outside the measured window);
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,8 +28,12 @@ __all__ = [
     "RequestOutput",
 ]
 
-# Called after each batch with the number of requests completed so far.
-ProgressCallback = Callable[[int], None]
+
+class ProgressCallback(Protocol):
+    """Called after each batch (each request, for engines that stream) with the number of
+    requests completed so far and, where the engine has counted them, their output tokens."""
+
+    def __call__(self, done: int, n_output_tokens: int | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

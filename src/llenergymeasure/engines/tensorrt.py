@@ -263,7 +263,7 @@ class TensorRTLoadedModel(TokenizerText, NoDeviceHooks):
     async def _generate_all(
         self, prompts: list[list[int]], on_progress: ProgressCallback | None
     ) -> list[RequestOutput]:
-        done = [0]
+        done = [0, 0]  # requests, output tokens
         start = time.perf_counter()
 
         async def one(index: int, ids: list[int]) -> RequestOutput:
@@ -276,10 +276,11 @@ class TensorRTLoadedModel(TokenizerText, NoDeviceHooks):
                     first_s = time.perf_counter()
             end_s = time.perf_counter()
             tokens = self._with_stop_token(last)
-            done[0] += 1
-            if on_progress is not None:
-                on_progress(done[0])
             n_out = len(tokens)
+            done[0] += 1
+            done[1] += n_out
+            if on_progress is not None:
+                on_progress(done[0], done[1])
             ttft_ms = None if first_s is None else (first_s - start) * 1000.0
             itl_ms = (
                 (end_s - first_s) * 1000.0 / (n_out - 1)

@@ -220,6 +220,7 @@ class TransformersLoadedModel(TokenizerText):
         clock = self._step_clock()
         records: list[RequestOutput] = []
         timings: list[BatchTiming] = []
+        n_output_tokens = 0
         for batch in prepared.payload:
             marker = StoppingCriteriaList([StepMarker(clock)])
             clock.start()
@@ -249,8 +250,9 @@ class TransformersLoadedModel(TokenizerText):
                 )
             )
             timings.append(timing)
+            n_output_tokens += sum(len(c) for c in counted)
             if on_progress is not None:
-                on_progress(len(records))
+                on_progress(len(records), n_output_tokens)
         return GenerationOutput(
             requests=tuple(records), timing_definition=STATIC_BATCH_TIMING, batches=tuple(timings)
         )

@@ -279,7 +279,7 @@ class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
             records = [whole_call_request(o, i, len(ids), call_ms) for i, (o, ids) in pairs]
             timing = CALL_TIMING
         if on_progress is not None:
-            on_progress(len(records))
+            on_progress(len(records), sum(r.n_output_tokens for r in records))
         return GenerationOutput(requests=tuple(records), timing_definition=timing)
 
     def close(self) -> None:

@@ -16,8 +16,13 @@ from datetime import datetime, timezone
 
 from llenergymeasure.energy.base import EnergyReading, EnergySampler
 from llenergymeasure.energy.trace import PowerTrace
-from llenergymeasure.engines.base import GenerationOutput, LoadedModel, PreparedPrompts
-from llenergymeasure.experiment.reporter import Reporter
+from llenergymeasure.engines.base import (
+    GenerationOutput,
+    LoadedModel,
+    PreparedPrompts,
+    ProgressCallback,
+)
+from llenergymeasure.experiment.reporter import Reporter, WindowSoFar
 
 __all__ = ["MAX_PASSES", "Window", "measure_window"]
 
@@ -65,7 +70,8 @@ def measure_window(
     while True:
         if passes:
             reporter.start_progress(prepared.n_prompts, f"measuring (pass {len(passes) + 1})")
-        passes.append(model.generate(prepared, on_progress=reporter.advance))
+        on_batch = _progress(reporter, trace, n_tokens_before=_n_output_tokens(passes))
+        passes.append(model.generate(prepared, on_progress=on_batch))
         model.synchronize()
         if clock() - t0 >= min_window_s or len(passes) >= MAX_PASSES:
             break
@@ -83,6 +89,22 @@ def measure_window(
         n_passes=len(passes),
         min_window_s=min_window_s,
     )
+
+
+def _n_output_tokens(passes: list[GenerationOutput]) -> int:
+    return sum(r.n_output_tokens for output in passes for r in output.requests)
+
+
+def _progress(reporter: Reporter, trace: PowerTrace, *, n_tokens_before: int) -> ProgressCallback:
+    """The engine's per-batch callback: requests done, with the window's output tokens and
+    the traced devices' energy so far (a few lookups; no extra call into the engine)."""
+
+    def on_batch(done: int, n_output_tokens: int | None = None) -> None:
+        tokens = None if n_output_tokens is None else n_tokens_before + n_output_tokens
+        energy = trace.energy_since("window_start")
+        reporter.advance(done, WindowSoFar(tokens, energy))
+
+    return on_batch
 
 
 def _joined(passes: list[GenerationOutput], n_prompts: int) -> GenerationOutput:

@@ -9,9 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["NullReporter", "Reporter"]
+from llenergymeasure.energy.running_energy import EnergySoFar
+
+__all__ = ["NullReporter", "Reporter", "WindowSoFar"]
+
+
+@dataclass(frozen=True)
+class WindowSoFar:
+    """What the measured window has done by the end of a batch: the output tokens generated
+    (None where the engine does not count them) and the traced devices' energy since the
+    window began (None where no traced device reports energy: never 0)."""
+
+    n_output_tokens: int | None = None
+    energy: EnergySoFar | None = None
 
 
 class Reporter(Protocol):
@@ -29,8 +42,9 @@ class Reporter(Protocol):
         """A countable piece of work begins (e.g. requests in the window)."""
         ...
 
-    def advance(self, done: int) -> None:
-        """``done`` units of the current progress are complete."""
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
+        """``done`` units of the current progress are complete; in the measured window,
+        what it has done so far."""
         ...
 
     def wait(self, seconds: float, reason: str) -> None:
@@ -51,7 +65,7 @@ class NullReporter:
     def start_progress(self, total: int, description: str) -> None:
         return None
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         return None
 
     def wait(self, seconds: float, reason: str) -> None:

@@ -5,7 +5,9 @@ run ended. It answers with a :class:`Stop` (the study's status and a reason for 
 manifest) or None (go on):
 
 - **circuit breaker**: after ``max_consecutive_failures`` failed runs in a row, pause
-  ``BREAKER_PAUSE_S``, probe with the next run, and stop if it fails too;
+  ``BREAKER_PAUSE_S``, probe with the next run, and stop if it fails too. A run that
+  was already going when the breaker tripped (the ray executor runs several at once) is
+  no probe: its failure counts, but only a run started after the pause can end the study;
 - **fail-fast**: stop after the first failed run;
 - **time budget** (``study_timeout_s``, ``llem run --timeout``): a run starts only if
   its gap and its expected duration fit in what is left of the session's budget. The
@@ -78,6 +80,7 @@ class RunControl:
         self._clock = clock
         self._deadline = None if self._budget_s is None else clock() + self._budget_s
         self._in_a_row = 0
+        self._probes: set[tuple[str, int]] = set()  # runs allowed to start while tripped
         self._durations: dict[str, list[float]] = {}
         self._timer: threading.Timer | None = None
         self._expired = False
@@ -95,7 +98,13 @@ class RunControl:
         )
 
     def before(self, entry: ManifestEntry, wait_s: float = 0.0) -> Stop | None:
-        """Before ``entry`` starts (after ``wait_s`` of gap): a Stop when it cannot fit."""
+        """Before ``entry`` starts (after ``wait_s`` of gap): a Stop when it cannot fit.
+
+        Every run is asked about before it starts; one asked about while the breaker is
+        tripped is its probe.
+        """
+        if self._in_a_row >= self._limit:
+            self._probes.add(entry.key)
         if self._deadline is None:
             return None
         left_s = self._deadline - self._clock()
@@ -122,11 +131,11 @@ class RunControl:
         run = f"run {entry.index}/c{entry.cycle} ({entry.label})"
         if failed and self._fail_fast:
             return Stop("fail_fast", f"fail-fast: {run} {entry.status}: {entry.error or ''}")
-        if self._in_a_row > self._limit:
+        if self._in_a_row > self._limit and entry.key in self._probes:
             return Stop(
                 "circuit_breaker",
-                f"circuit breaker: {self._limit} failed runs in a row, and the probe run after "
-                f"the pause failed too ({run} {entry.status})",
+                f"circuit breaker: {self._in_a_row - 1} failed runs in a row, and the probe "
+                f"run after the pause failed too ({run} {entry.status})",
             )
         return None
 
@@ -144,7 +153,8 @@ class RunControl:
         """Set ``stop`` when the budget runs out, to stop a run still going then."""
         if self._deadline is None:
             return
-        left_s = max(0.0, self._deadline - self._clock())
+        # A budget built in code skips the config's cap; a timer cannot wait past TIMEOUT_MAX.
+        left_s = min(max(0.0, self._deadline - self._clock()), threading.TIMEOUT_MAX / 2)
         self._timer = threading.Timer(left_s, self._expire, [stop])
         self._timer.daemon = True
         self._timer.start()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 
 __all__ = ["PROGRESS_EVERY_S", "EventKind", "EventReporter", "RunEvent"]
 
@@ -34,7 +34,10 @@ class RunEvent:
 
     - ``phase``: a step starts; ``text`` is its name (``baseline``, ``measuring``, ...).
     - ``progress``: ``done`` of ``total`` units of countable work named ``text``
-      (requests of the window, warm-up runs); engines count completed requests.
+      (requests of the window, warm-up runs); engines count completed requests. In the
+      measured window it also carries ``n_output_tokens`` generated so far and
+      ``energy_j`` the traced devices used since the window began, obtained by
+      ``energy_method`` (``counter`` or ``integrated``); each None when not known.
     - ``wait``: a countdown of ``seconds`` begins (``text`` says why: thermal floor,
       baseline, a GPU's rest between runs).
     - ``alert``: something is wrong with the run's worker (``text``); shown, not fatal.
@@ -45,11 +48,14 @@ class RunEvent:
     done: int | None = None
     total: int | None = None
     seconds: float | None = None
+    n_output_tokens: int | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The event as a JSON object (what crosses a pipe or a Ray call)."""
         data: dict[str, Any] = {"kind": self.kind, "text": self.text}
-        for name in ("done", "total", "seconds"):
+        for name in _OPTIONAL:
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -69,9 +75,19 @@ class RunEvent:
                 done=_optional(int, data.get("done")),
                 total=_optional(int, data.get("total")),
                 seconds=_optional(float, data.get("seconds")),
+                n_output_tokens=_optional(int, data.get("n_output_tokens")),
+                energy_j=_optional(float, data.get("energy_j")),
+                energy_method=_method(data.get("energy_method")),
             )
         except (TypeError, ValueError):
             return None
+
+
+_OPTIONAL = ("done", "total", "seconds", "n_output_tokens", "energy_j", "energy_method")
+
+
+def _method(value: Any) -> str | None:
+    return value if value in ("counter", "integrated") else None
 
 
 def _optional(kind: type[int] | type[float], value: Any) -> Any:
@@ -106,12 +122,22 @@ class EventReporter(NullReporter):
         self._sent_at = self._clock()
         self._send(RunEvent("progress", description, done=0, total=total))
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         now = self._clock()
         if now - self._sent_at < PROGRESS_EVERY_S and done != self._total:
             return
         self._sent_at = now
-        self._send(RunEvent("progress", self._what, done=done, total=self._total))
+        self._send(
+            RunEvent(
+                "progress",
+                self._what,
+                done=done,
+                total=self._total,
+                n_output_tokens=so_far.n_output_tokens if so_far else None,
+                energy_j=so_far.energy.energy_j if so_far and so_far.energy else None,
+                energy_method=so_far.energy.method if so_far and so_far.energy else None,
+            )
+        )
 
     def wait(self, seconds: float, reason: str) -> None:
         self._send(RunEvent("wait", reason, seconds=seconds))

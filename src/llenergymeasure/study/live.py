@@ -47,7 +47,11 @@ class _Frozen(BaseModel):
 
 
 class LiveRun(_Frozen):
-    """One run in flight: its phase since when, its progress, its countdown, an alert."""
+    """One run in flight: its phase since when, its progress, its countdown, an alert.
+
+    In the measured window: the output tokens so far, and the energy the traced devices
+    used since the window began with how it was obtained (None when not readable).
+    """
 
     index: int
     cycle: int
@@ -59,6 +63,9 @@ class LiveRun(_Frozen):
     what: str | None = None
     done: int | None = None
     total: int | None = None
+    n_output_tokens: int | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
     wait_reason: str | None = None
     wait_until: datetime | None = None
     alert: str | None = None
@@ -181,6 +188,18 @@ def _between(event: RunEvent) -> bool:
     return event.kind == "progress" and event.done not in (0, event.total)
 
 
+_PER_PHASE = (
+    "what",
+    "done",
+    "total",
+    "n_output_tokens",
+    "energy_j",
+    "energy_method",
+    "wait_reason",
+    "wait_until",
+)
+
+
 def _apply(run: LiveRun, event: RunEvent) -> LiveRun:
     """The run's live state after ``event``."""
     now = _now()
@@ -188,10 +207,14 @@ def _apply(run: LiveRun, event: RunEvent) -> LiveRun:
         return run.model_copy(update={"alert": event.text})
     update: dict[str, object] = {"news_at": now, "alert": None}
     if event.kind == "phase":
-        cleared = dict.fromkeys(("what", "done", "total", "wait_reason", "wait_until"))
-        update |= {"phase": event.text, "phase_at": now, **cleared}
+        update |= {"phase": event.text, "phase_at": now, **dict.fromkeys(_PER_PHASE)}
     elif event.kind == "progress":
         update |= {"what": event.text, "done": event.done, "total": event.total}
+        # A pass's first event carries no tokens yet: the window's count so far stands.
+        if event.n_output_tokens is not None:
+            update["n_output_tokens"] = event.n_output_tokens
+        if event.energy_j is not None:
+            update |= {"energy_j": event.energy_j, "energy_method": event.energy_method}
     elif event.kind == "wait" and event.seconds is not None:
         update |= {"wait_reason": event.text, "wait_until": now + timedelta(seconds=event.seconds)}
     return run.model_copy(update=update)

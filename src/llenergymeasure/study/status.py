@@ -6,11 +6,15 @@ or after the study stopped): the manifest says how each run ended, ``status.json
 (``study.lock``) whether a process is running the study at all.
 
 The energy so far is the sum of the completed runs' measured energy (their window energy,
-as the manifest records it). The ETA comes from the durations so far: each run still to
-do is expected to take the mean recorded duration of its config (of every config, for a
-config not yet timed), a run in flight that minus its elapsed time, plus the thermal gaps
-between the runs left; runs in flight side by side (the ray executor) divide it. With no
-run completed there is no ETA.
+as the manifest records it); runs whose only figure is an estimate are summed apart,
+never into the measured figure. A run in flight reports its window's output tokens and
+the traced devices' energy so far (``RunningRun``).
+
+The ETA comes from the durations so far: each run still to do is expected to take the
+mean recorded duration of its config (of every config, for a config not yet timed), a
+run in flight that minus its elapsed time, plus the thermal gaps between the runs left;
+runs in flight side by side (the ray executor) divide it. With no run completed there is
+no ETA.
 """
 
 from __future__ import annotations
@@ -28,14 +32,23 @@ from llenergymeasure.study.live import LiveRun, LiveState, read_live
 from llenergymeasure.study.lock import is_running
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 
-__all__ = ["FinishedRun", "RunningRun", "StudyState", "StudyStatusReport", "study_status"]
+__all__ = [
+    "CompletedRun",
+    "FinishedRun",
+    "RunningRun",
+    "StudyState",
+    "StudyStatusReport",
+    "study_status",
+]
 
 StudyState = Literal["running", "stopped", "died"]
 
 
 @dataclass(frozen=True)
 class RunningRun:
-    """A run in flight: its phase for how long, its progress or countdown, an alert."""
+    """A run in flight: its phase for how long, its progress or countdown, an alert; in
+    its window, output tokens and the traced devices' energy so far (``energy_method``
+    says how that was obtained; None when not readable)."""
 
     index: int
     cycle: int
@@ -45,9 +58,44 @@ class RunningRun:
     phase_s: float | None
     done: int | None = None
     total: int | None = None
+    n_output_tokens: int | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
     wait_reason: str | None = None
     wait_left_s: float | None = None
     alert: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """A completed run: its folder, how long it took, and the figures the manifest keeps
+    (``energy_method`` labels ``energy_j``; None where not measured)."""
+
+    index: int
+    cycle: int
+    label: str
+    result: str | None
+    duration_s: float | None
+    output_tokens_per_s: float | None
+    energy_j: float | None
+    energy_method: str | None
+    j_per_output_token: float | None
+
+    @classmethod
+    def of(cls, e: ManifestEntry) -> CompletedRun:
+        """The completed run of manifest entry ``e``."""
+        m = e.metrics
+        return cls(
+            index=e.index,
+            cycle=e.cycle,
+            label=e.label,
+            result=e.result,
+            duration_s=e.duration_s,
+            output_tokens_per_s=m.output_tokens_per_s if m else None,
+            energy_j=m.energy_j if m else None,
+            energy_method=m.energy_method if m else None,
+            j_per_output_token=m.j_per_output_token if m else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,6 +132,9 @@ class StudyStatusReport:
     budget_left_s: float | None
     energy_so_far_j: float | None = None
     n_energy_runs: int = 0
+    estimated_so_far_j: float | None = None
+    n_estimated_runs: int = 0
+    completed: tuple[CompletedRun, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Every field as JSON types (what ``llem results status --json`` prints)."""
@@ -129,19 +180,25 @@ def study_status(study_dir: Path, *, now: datetime | None = None) -> StudyStatus
             else None
         ),
         **_energy_so_far(entries),
+        completed=tuple(CompletedRun.of(e) for e in entries if e.status == "completed"),
     )
 
 
 def _energy_so_far(entries: Sequence[ManifestEntry]) -> dict[str, Any]:
-    """The energy measured by the runs completed so far (runs without a figure left out)."""
-    measured = [
-        e.metrics.energy_j
-        for e in entries
-        if e.status == "completed" and e.metrics is not None and e.metrics.energy_j is not None
-    ]
+    """The energy of the runs completed so far: measured and estimated apart, never summed
+    together (runs without a figure left out)."""
+    measured: list[float] = []
+    estimated: list[float] = []
+    for e in entries:
+        if e.status != "completed" or e.metrics is None or e.metrics.energy_j is None:
+            continue
+        kept = estimated if e.metrics.energy_method == "estimated" else measured
+        kept.append(e.metrics.energy_j)
     return {
         "energy_so_far_j": math.fsum(measured) if measured else None,
         "n_energy_runs": len(measured),
+        "estimated_so_far_j": math.fsum(estimated) if estimated else None,
+        "n_estimated_runs": len(estimated),
     }
 
 
@@ -159,6 +216,9 @@ def _running(entry: ManifestEntry, live: LiveRun | None, now: datetime) -> Runni
         phase_s=(now - live.phase_at).total_seconds(),
         done=live.done,
         total=live.total,
+        n_output_tokens=live.n_output_tokens,
+        energy_j=live.energy_j,
+        energy_method=live.energy_method,
         wait_reason=live.wait_reason if wait_left and wait_left > 0 else None,
         wait_left_s=wait_left if wait_left and wait_left > 0 else None,
         alert=live.alert,

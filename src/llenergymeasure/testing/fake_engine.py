@@ -147,7 +147,7 @@ class FakeLoadedModel(NoDeviceHooks):
             )
             done += len(batch.indices)
             if on_progress is not None:
-                on_progress(done)
+                on_progress(done, done * n_out)
         return GenerationOutput(
             requests=tuple(records), timing_definition=STATIC_BATCH_TIMING, batches=tuple(timings)
         )
