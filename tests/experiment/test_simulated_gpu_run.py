@@ -187,6 +187,7 @@ def test_a_window_of_several_passes_keeps_its_step_times_for_compute_and_the_pha
     )
     split = result.phase_energy
     assert split is not None and split.energy_method == "counter"
+    assert split.power_source == "instant"
     assert split.prefill.n_intervals == split.decode.n_intervals == 2 * n_passes
     assert split.decode.duration_s == pytest.approx(compute.decode.duration_s)
     assert split.prefill.duration_s == pytest.approx(compute.prefill.duration_s)
@@ -194,3 +195,32 @@ def test_a_window_of_several_passes_keeps_its_step_times_for_compute_and_the_pha
     parts = (split.prefill.energy_j or 0) + (split.decode.energy_j or 0) + (split.other_j or 0)
     assert parts == pytest.approx(result.energy.total_j)
     assert (split.decode.energy_j or 0) > (split.prefill.energy_j or 0) > 0
+
+
+def test_a_gpu_without_instant_power_gets_its_phase_times_and_no_energy_split() -> None:
+    from llenergymeasure.testing.h200 import h200_nvml
+    from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
+
+    # no POWER_INSTANT field: the trace reads nvmlDeviceGetPowerUsage, a 1 s average
+    nvml = h200_nvml(call_latency_s=0.0, gpu={"has_power_fields": False})
+    result = run_experiment(
+        {
+            "engine": "fake",
+            "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
+            "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
+            "measurement": {
+                "min_window_s": 0.3,
+                "warmup": {"enabled": False},
+                "baseline": {"enabled": False},
+            },
+        },
+        engine=SimulatedGpuEngine(nvml),
+        nvml=nvml,
+    )
+    split = result.phase_energy
+    assert split is not None and split.power_source == "averaged"
+    assert split.prefill.energy_j is None and split.decode.energy_j is None
+    assert split.decode.duration_s > 0 and split.decode.n_tokens == 4 * result.window.n_passes * 9
+    assert "1 s moving average" in split.note
+    table = _text(result_table(result))
+    assert "n/a (the GPU's power reads a 1 s average" in table
