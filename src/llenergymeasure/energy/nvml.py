@@ -8,8 +8,8 @@ moving average, where the GPU has no such field, labelled ``averaged``); their t
 integral is the cross-check, recorded with its gap to the counter, and the figure for GPUs
 without a counter (``method: integrated``). Fed by the trace's NVML telemetry
 (:meth:`NvmlSampler.take_power_from`), it starts no poller and keeps the power the trace
-reads instead, so that one thread polls NVML in the engine's process. NVML's per-reason duration counters, read at
-both edges, give the seconds each clock-event reason was active.
+reads instead, so that one thread polls NVML in the engine's process. NVML's per-reason
+duration counters, read at both edges, give the seconds each clock-event reason was active.
 
 The GPUs in scope follow the engine's placement: ``cuda:N`` is the N-th GPU this
 process's CUDA sees (see :mod:`llenergymeasure.energy.nvml_scope`). Domains are named by
@@ -287,7 +287,7 @@ class NvmlSampler:
     def _take_power(self, at_s: float, power_w: Mapping[str, float | None]) -> None:
         """The power the trace's telemetry read at ``at_s``, for the open window's GPUs."""
         window = self._window
-        if window is None:
+        if window is None or at_s < window.begin_s:  # a read begun before the window
             return
         readings: list[tuple[GpuWindow, float | None, str | None]] = [
             (gpu, power_w[gpu.reader.gpu.domain], None)
