@@ -21,6 +21,7 @@ from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
 
 __all__ = [
     "AUTO_DEVICE_MAPS",
+    "MeasuredDevices",
     "device_problems",
     "host_setup_warnings",
     "measured_devices",
@@ -30,6 +31,17 @@ __all__ = [
 
 # transformers/accelerate placements that may use every visible GPU
 AUTO_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
+
+
+class MeasuredDevices:
+    """A plan's devices in scope (``devices``, a dataclass field of the plan), and what they say."""
+
+    devices: list[str]
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether any measured device is a CUDA GPU."""
+        return any(d.startswith("cuda") for d in self.devices)
 
 
 def host_setup_warnings(gpus: Sequence[GpuInfo]) -> list[MeasurementWarning]:
