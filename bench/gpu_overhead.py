@@ -21,22 +21,36 @@ left-padded batches, dtype, device, ``max_new_tokens`` and ``min_new_tokens`` (b
 so that the two sides run on the very same weights in memory (two copies of a model can run
 a few percent apart on a CPU).
 
-``--emulate-nvml-ms MS`` adds to the llem side's trace a simulated H200 read through llem's
-NVML telemetry source, every NVML call of which takes MS milliseconds with the GIL released
-(as a ctypes call into the driver does; ~1 ms on the H200 VM): on a host without a GPU it
-shows whether the trace's polling competes with the engine for the GIL.
+In the engine's process one thread polls NVML: the trace's, whose NVML telemetry feeds the
+NVML energy sampler its power samples (``energy.registry.share_nvml_polling``), as in
+``llem run``. The bare side's energy figure is NVML's counter read at the loop's two ends
+by a sampler with no poller, so nothing of llem's runs while the bare loop does.
+
+``--emulate-nvml-ms MS`` gives the llem side a simulated H200 as well, every NVML call of
+which takes MS milliseconds with the GIL released (as a ctypes call into the driver does;
+~1 ms on the H200 VM): an NVML energy sampler read at the window's edges and fed by an NVML
+telemetry source in the trace, i.e. everything llem polls on a GPU. On a host without a GPU
+it shows whether that polling competes with the engine for the GIL (``llem/llem-off``).
 
 tokens/s = output tokens / timed seconds (llem: the window). Where NVML is readable each
 side also reports GPU J/token from NVML's energy counter (llem's sampler for ``llem``, the
 same sampler read around the loop for ``bare``). ``--profile DIR`` then profiles one batch of
 each side with ``torch.profiler`` and prints the top operators by self CPU time (chrome
 traces in DIR). The last line ends with the median over reps of llem/bare tokens/s; the bar
-is >= 0.97. The script always exits 0: it measures, it does not test.
+is >= 0.97.
 
 Run from the repository root::
 
     .venv/bin/python bench/gpu_overhead.py --device cpu [--model smollm2-135m|random-135m|PATH]
         [--batch-size 4] [--n-prompts 16] [--max-output-tokens 64] [--reps 3] [--threads N]
+
+On the offline GPU machine (``../shared/device/README.md``) the bundled GGUF is not there:
+``--model`` takes the random-weight folders that ``.device/setup.sh`` writes,
+``/tmp/models/m135`` (SmolLM2-135M's shape) and ``/tmp/models/m1700`` (SmolLM2-1.7B's);
+``scripts/gpu-overhead.sh`` runs the whole matrix there.
+
+Exit status: 0 when it measured (the figures say whether the bar is met), 2 with one
+``error:`` line for a bad argument or a problem llem reports, 1 for anything else.
 
 On the CPU both sides run torch with one thread unless ``--threads`` says otherwise: with
 torch's default of one thread per core, any other process on the host stalls the thread
@@ -49,52 +63,104 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harness import (
     RANDOM_SHAPES,
     SEED,
     BareLoop,
     Reps,
-    Side,
-    gpu_joules,
     interleave,
     load_average,
     model_folder,
-    process_cpu_s,
     random_model,
     run_llem,
     run_main,
 )
+from llem_side import LlemSide, counter_reader
 
 TARGET = 0.97
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument as one ``error:`` line and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--model", default="smollm2-135m", help=f"a path, or {set(RANDOM_SHAPES)}")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--n-prompts", type=int, default=16)
-    parser.add_argument("--max-output-tokens", type=int, default=64)
-    parser.add_argument("--dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
-    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: 1 on cpu; 0: torch's)"
+        "--model",
+        default="smollm2-135m",
+        help=f"a name, a path, or {set(RANDOM_SHAPES)}; on the offline GPU machine the "
+        "random-weight folder /tmp/models/m135 or /tmp/models/m1700",
     )
-    parser.add_argument("--trace-interval-ms", type=int, default=100)
+    parser.add_argument("--batch-size", type=_positive, default=4)
+    parser.add_argument("--n-prompts", type=_positive, default=16)
+    parser.add_argument("--max-output-tokens", type=_positive, default=64)
+    parser.add_argument("--dtype", default=None, help="default: float32 on cpu, bfloat16 on cuda")
+    parser.add_argument("--reps", type=_positive, default=3)
+    parser.add_argument(
+        "--threads",
+        type=_non_negative,
+        default=None,
+        help="torch threads (default: 1 on cpu; 0: torch's)",
+    )
+    parser.add_argument("--trace-interval-ms", type=_positive, default=100)
     parser.add_argument("--spine", action="store_true", help="llem side: whole run_experiment")
     parser.add_argument(
         "--same-model", action="store_true", help="bare side: generate with llem's loaded model"
     )
     parser.add_argument("--profile", type=Path, default=None, help="profile one batch per side")
     parser.add_argument(
-        "--emulate-nvml-ms", type=float, default=0.0, help="trace a simulated GPU as well"
+        "--emulate-nvml-ms",
+        type=_milliseconds,
+        default=0.0,
+        help="measure a simulated GPU as well, each NVML call taking this long (cpu only)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.emulate_nvml_ms > 0 and args.device == "cuda":
+        parser.error("--emulate-nvml-ms is for hosts without a GPU (--device cpu)")
+    return args
 
 
 def _config(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -118,101 +184,6 @@ def _config(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             "sample_interval_ms": args.trace_interval_ms,
         },
     }
-
-
-class LlemSide:
-    """llem's engine loaded once; each call is one measured window, with or without the
-    energy sampler and the power trace."""
-
-    def __init__(self, config: dict[str, Any], emulate_nvml_ms: float = 0.0) -> None:
-        from llenergymeasure.config.loading import validate_experiment
-        from llenergymeasure.datasets import load_prompts
-        from llenergymeasure.energy.registry import select_sampler
-        from llenergymeasure.engines.registry import get_engine
-        from llenergymeasure.engines.resolve import resolve_model
-        from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
-
-        self.config = validate_experiment(config)
-        engine = get_engine("transformers")
-        self.model = engine.load(self.config, resolve_model(self.config.task.model))
-        task = self.config.task
-        texts = [p.text for p in load_prompts(task.dataset, seed=task.random_seed)]
-        self.prepared = self.model.prepare(texts)
-        self.one_batch = self.model.prepare(texts[: self.config.batch_size])
-        self.model.generate(self.one_batch)  # warm-up, as llem's fixed warm-up of one run
-        tdp = resolve_cpu_tdp(cpu_model(), None, visible_cpu_count())
-        self.selection = select_sampler(
-            "auto",
-            watts_per_thread=tdp.watts_per_thread,
-            tdp_source=tdp.source,
-            devices=engine.devices(self.config),
-        )
-        self.sources = list(self.selection.sources)
-        if emulate_nvml_ms > 0:
-            from llenergymeasure.energy.nvml import NvmlTelemetry
-
-            slow = SlowNvml(emulate_nvml_ms / 1000.0)
-            self.sources.append(NvmlTelemetry(["cuda:0"], nvml=slow, environ={}))
-        self.achieved_rates: list[float] = []
-
-    def run(self, *, measured: bool) -> Side:
-        """One window: with the sampler and trace (``measured``) or with neither."""
-        from llenergymeasure.energy.estimate import NoEnergySampler
-        from llenergymeasure.energy.trace import PowerTrace
-        from llenergymeasure.experiment.measurement import measure_window
-        from llenergymeasure.experiment.reporter import NullReporter
-
-        interval_ms = self.config.measurement.sample_interval_ms
-        sampler = self.selection.sampler if measured else NoEnergySampler()
-        trace = PowerTrace(self.sources if measured else [], interval_ms)
-        if measured:
-            trace.start()
-        cpu0 = process_cpu_s()
-        try:
-            window = measure_window(self.model, self.prepared, sampler, NullReporter(), trace)
-        finally:
-            recorded = trace.stop()
-        cpu_s = process_cpu_s() - cpu0
-        rate = recorded.achieved_rate(recorded.marks["window_start"], recorded.marks["window_end"])
-        if measured and rate is not None:
-            self.achieved_rates.append(rate)
-        n_tokens = sum(r.n_output_tokens for r in window.output.requests)
-        per_batch = [b.step_end_s[-1] - b.start_s for b in window.output.batches if b.step_end_s]
-        return Side(
-            n_tokens / window.duration_s,
-            n_tokens,
-            window.duration_s,
-            per_batch,
-            gpu_joules(window.energy) if measured else None,
-            cpu_s,
-        )
-
-    def close(self) -> None:
-        from llenergymeasure.energy.telemetry import close_sources
-
-        close_sources(self.sources)
-        self.model.close()
-
-
-class SlowNvml:
-    """A simulated H200 behind NVML calls that each take ``call_s``, GIL released."""
-
-    def __init__(self, call_s: float) -> None:
-        from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
-
-        self._nvml = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-emulated", power_w=300.0)])
-        self._call_s = call_s
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._nvml, name)
-        if not (name.startswith("nvml") and callable(found)):
-            return found
-
-        def slow(*args: Any) -> Any:
-            time.sleep(self._call_s)  # releases the GIL, as the driver call does
-            return found(*args)
-
-        return slow
 
 
 def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
@@ -323,12 +294,13 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
         # the engine's own transformers model: one copy of the weights for both sides
         model=llem.model._model if args.same_model else None,
     )
+    counter = counter_reader(args.device)
     try:
         runs = {
             "llem": (lambda: run_llem(_config(args, folder)))
             if args.spine
             else (lambda: llem.run(measured=True)),
-            "bare": lambda: bare.run(llem.selection.sampler),
+            "bare": lambda: bare.run(counter),
             "llem-off": lambda: llem.run(measured=False),
         }
         reps = interleave(runs, args.reps)
@@ -343,6 +315,7 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
         )
         if llem.achieved_rates:
             print(f"trace achieved rate in the windows: {min(llem.achieved_rates):.2f}x (worst)")
+        print(f"llem's threads during its windows: {', '.join(sorted(llem.threads)) or 'none'}")
         for line in _energy_lines(reps):
             print(line)
         print(

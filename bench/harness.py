@@ -348,13 +348,22 @@ def _host_busy_s() -> float | None:
 
 
 def run_main(main: Callable[[], int], name: str) -> None:
-    """Run a bench's ``main`` and exit 0 whatever happens: a bench measures, it does not test."""
+    """Run a bench's ``main`` and exit with its status: 0 when it measured (whatever the
+    figures), 2 with one ``error: ...`` line for a problem llem reports (a missing model, a
+    bad setting), 1 with the traceback for anything else."""
+    from llenergymeasure.errors import LlemError
+
     try:
-        main()
-    except Exception:  # report the failure, but never fail the caller
+        code = main()
+    except LlemError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        print(f"error: {err.message}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
         traceback.print_exc()
         print(f"{name} failed; no ratio", file=sys.stderr)
-    sys.exit(0)
+        sys.exit(1)
+    sys.exit(code)
 
 
 def load_average() -> str:

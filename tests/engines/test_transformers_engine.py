@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -87,3 +88,46 @@ def test_greedy_decoding_is_deterministic(model: TransformersLoadedModel) -> Non
             model.generate(model.prepare(["What is the capital of France?"])).requests[0].token_ids
         )
     )
+
+
+def test_on_cuda_each_step_is_a_cuda_event_and_the_host_waits_once_per_batch(
+    model: TransformersLoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same model placed on "cuda" times its steps with events on the simulated device's
+    stream: every forward pass queues a 5 ms kernel and the host clock stands still, so any
+    wait on the device inside the decode loop would show in the count of host waits."""
+    import torch
+
+    from llenergymeasure.testing.simulated_cuda import SimulatedCudaDevice
+    from llenergymeasure.testing.simulated_nvml import ManualClock
+
+    device = SimulatedCudaDevice(ManualClock(0.0))
+    monkeypatch.setattr(torch.cuda, "Event", device.Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", device.current_stream)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *_: device.synchronize())
+    network = model._model
+    forward = network.forward
+
+    def forward_on_the_device(*args: object, **kwargs: object) -> object:
+        device.launch(0.005)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(network, "forward", forward_on_the_device)
+    prepared = model.prepare(["Count from one to twenty.", "Name a colour.", "Hi", "Why?"])
+    on_cuda = TransformersLoadedModel(
+        model._config,
+        network,
+        model._tokenizer,
+        dataclasses.replace(model.info, device="cuda:0"),
+        model._generate_kwargs,
+    )
+    out = on_cuda.generate(prepared)
+    assert len(out.batches) == 2
+    assert device.n_host_waits == 2  # one per batch, when its events are read
+    for batch in out.batches:
+        offsets_ms = [1000.0 * (t - batch.start_s) for t in batch.step_end_s]
+        # step k completes when the device has run k + 1 forward passes
+        assert offsets_ms == pytest.approx([5.0 * (k + 1) for k in range(len(offsets_ms))])
+    assert [r.ttft_ms for r in out.requests] == pytest.approx([5.0] * 4)
+    longest = max(out.requests, key=lambda r: r.n_output_tokens)
+    assert longest.n_output_tokens == 12 and longest.itl_ms == pytest.approx(5.0)

@@ -157,3 +157,44 @@ def test_no_split_without_step_times_a_curve_or_a_window() -> None:
     assert phase_energy(_energy(nothing), trace, BATCHES, REQUESTS) is None
     idle = _trace(1, _power_rows("gpu:0", 0.001, lambda t: 0.0))
     assert phase_energy(_energy(GPU), idle, BATCHES, REQUESTS) is None
+
+
+def _averaged_rows(device: str, step_s: float) -> list[TraceRow]:
+    """nvmlDeviceGetPowerUsage on an H200: the mean of the power over the second before."""
+
+    def mean_of_last_second(t: float) -> float:
+        return sum(_power(t - 1.0 + (k + 0.5) / 1000) for k in range(1000)) / 1000
+
+    n = int(1.0 / step_s)
+    return [
+        TraceRow(t_s=k * step_s, device=device, power_w=mean_of_last_second(k * step_s))
+        for k in range(n + 1)
+    ]
+
+
+def test_a_one_second_averaged_power_curve_gives_no_split_and_says_why() -> None:
+    trace = _trace(10, _averaged_rows("gpu:0", 0.01))
+    split = phase_energy(
+        _energy(GPU), trace, BATCHES, REQUESTS, power_sources={"gpu:0": "averaged"}
+    )
+    assert split is not None and split.power_source == "averaged"
+    assert split.energy_method == "counter" and split.domains == ("gpu:0",)
+    for phase in (split.prefill, split.decode):
+        assert phase.energy_j is None and phase.j_per_token is None
+        assert phase.uncertainty_j is None
+    assert split.other_j is None
+    # what is known stays: the phases' times and tokens
+    assert split.prefill.duration_s == pytest.approx(0.15) and split.prefill.n_tokens == 100
+    assert split.decode.duration_s == pytest.approx(0.55) and split.decode.n_tokens == 6
+    assert "1 s moving average" in split.note and "gpu:0" in split.note
+    # the split it would give is far off: 300 W prefills barely move a 1 s average
+    instant = phase_energy(_energy(GPU), trace, BATCHES, REQUESTS)
+    assert instant is not None and instant.prefill.energy_j is not None
+    assert abs(instant.prefill.energy_j - TRUE_PREFILL_J) > 0.4 * TRUE_PREFILL_J
+
+
+def test_an_instant_power_curve_is_labelled_so() -> None:
+    trace = _trace(1, _power_rows("gpu:0", 0.001, _power))
+    split = phase_energy(_energy(GPU), trace, BATCHES, REQUESTS, power_sources={"gpu:0": "instant"})
+    assert split is not None and split.power_source == "instant"
+    assert split.prefill.energy_j == pytest.approx(TRUE_PREFILL_J, rel=0.01)

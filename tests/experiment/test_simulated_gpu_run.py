@@ -102,7 +102,11 @@ def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -
 
     from llenergymeasure.testing.fake_engine import FakeEngine
 
-    gpu = SimulatedNvml([SimulatedGpu("NVIDIA H200", "GPU-bbb", power_w=200.0)])
+    # sensors published continuously: a 0.3 s window on 100 ms counter steps is good to
+    # ~30 %, too coarse for the proportional split checked below
+    gpu = SimulatedNvml(
+        [SimulatedGpu("NVIDIA H200", "GPU-bbb", power_w=200.0, update_period_s=None)]
+    )
     result = run_experiment(
         {
             "engine": "fake",
@@ -143,3 +147,80 @@ def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -
     (run_dir,) = tmp_path.iterdir()
     (folder,) = run_dir.iterdir()
     assert load_result(folder).phase_energy == split
+
+
+def test_a_window_of_several_passes_keeps_its_step_times_for_compute_and_the_phase_split() -> None:
+    from test_flops import SMOLLM2_135M
+
+    from llenergymeasure.testing.h200 import h200_nvml
+    from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
+
+    nvml = h200_nvml(call_latency_s=0.0)
+    config = {
+        "engine": "fake",
+        "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
+        "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
+        "measurement": {
+            # one pass is ~0.14 s: a 0.5 s minimum makes the window repeat the prompt set
+            "min_window_s": 0.5,
+            "warmup": {"enabled": False},
+            "baseline": {"enabled": False},
+            "sample_interval_ms": 20,
+        },
+    }
+    result = run_experiment(config, engine=SimulatedGpuEngine(nvml, shape=SMOLLM2_135M), nvml=nvml)
+    n_passes = result.window.n_passes
+    assert n_passes >= 2
+    compute = result.compute
+    assert compute is not None and compute.peak is not None
+    assert compute.peak.device_name == "NVIDIA H200"
+    # every pass's 2 batches x 9 decode steps x 5 ms, and 2 x 20 ms prefills (sleeps at least)
+    assert compute.decode.duration_s is not None
+    assert compute.decode.duration_s >= n_passes * 2 * 9 * 0.005
+    assert compute.prefill.duration_s is not None
+    assert compute.prefill.duration_s >= n_passes * 2 * 0.020
+    assert compute.decode.duration_s + compute.prefill.duration_s <= result.window.duration_s
+    assert compute.decode.n_tokens == 4 * n_passes * 9
+    assert compute.mbu is not None and 0 < compute.mbu < 1
+    assert compute.decode.flops_per_s == pytest.approx(
+        compute.decode.flops / compute.decode.duration_s
+    )
+    split = result.phase_energy
+    assert split is not None and split.energy_method == "counter"
+    assert split.power_source == "instant"
+    assert split.prefill.n_intervals == split.decode.n_intervals == 2 * n_passes
+    assert split.decode.duration_s == pytest.approx(compute.decode.duration_s)
+    assert split.prefill.duration_s == pytest.approx(compute.prefill.duration_s)
+    assert split.decode.n_tokens == compute.decode.n_tokens
+    parts = (split.prefill.energy_j or 0) + (split.decode.energy_j or 0) + (split.other_j or 0)
+    assert parts == pytest.approx(result.energy.total_j)
+    assert (split.decode.energy_j or 0) > (split.prefill.energy_j or 0) > 0
+
+
+def test_a_gpu_without_instant_power_gets_its_phase_times_and_no_energy_split() -> None:
+    from llenergymeasure.testing.h200 import h200_nvml
+    from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
+
+    # no POWER_INSTANT field: the trace reads nvmlDeviceGetPowerUsage, a 1 s average
+    nvml = h200_nvml(call_latency_s=0.0, gpu={"has_power_fields": False})
+    result = run_experiment(
+        {
+            "engine": "fake",
+            "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
+            "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
+            "measurement": {
+                "min_window_s": 0.3,
+                "warmup": {"enabled": False},
+                "baseline": {"enabled": False},
+            },
+        },
+        engine=SimulatedGpuEngine(nvml),
+        nvml=nvml,
+    )
+    split = result.phase_energy
+    assert split is not None and split.power_source == "averaged"
+    assert split.prefill.energy_j is None and split.decode.energy_j is None
+    assert split.decode.duration_s > 0 and split.decode.n_tokens == 4 * result.window.n_passes * 9
+    assert "1 s moving average" in split.note
+    table = _text(result_table(result))
+    assert "n/a (the GPU's power reads a 1 s average" in table

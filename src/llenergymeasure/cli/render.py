@@ -154,7 +154,15 @@ def _compute_rows(result: ExperimentResult) -> list[tuple[str, str]]:
         why = f" ({c.peak_note})" if c.peak_note else ""
         rows.append(("MFU / decode MBU", f"{mfu} / {mbu}{why}"))
     split = result.phase_energy
-    if split is not None:
+    if split is not None and split.power_source == "averaged":
+        rows.append(
+            (
+                "energy per prefill / decode token",
+                "n/a (the GPU's power reads a 1 s average: too coarse to split; see "
+                "phase_energy.note)",
+            )
+        )
+    elif split is not None:
         rows.append(
             (
                 "energy per prefill / decode token",

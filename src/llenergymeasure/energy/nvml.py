@@ -6,8 +6,10 @@ Per GPU in scope, the window's energy is the total-energy counter
 ``poll_interval_s`` from the POWER_INSTANT field (``nvmlDeviceGetPowerUsage``, a 1 s
 moving average, where the GPU has no such field, labelled ``averaged``); their trapezoid
 integral is the cross-check, recorded with its gap to the counter, and the figure for GPUs
-without a counter (``method: integrated``). NVML's per-reason duration counters, read at
-both edges, give the seconds each clock-event reason was active.
+without a counter (``method: integrated``). Fed by the trace's NVML telemetry
+(:meth:`NvmlSampler.take_power_from`), it starts no poller and keeps the power the trace
+reads instead, so that one thread polls NVML in the engine's process. NVML's per-reason
+duration counters, read at both edges, give the seconds each clock-event reason was active.
 
 The GPUs in scope follow the engine's placement: ``cuda:N`` is the N-th GPU this
 process's CUDA sees (see :mod:`llenergymeasure.energy.nvml_scope`). Domains are named by
@@ -93,6 +95,17 @@ class NvmlSampler:
         self._environ = environ
         self._clock = clock
         self._window: _Window | None = None
+        self._feed: NvmlTelemetry | None = None
+
+    def take_power_from(self, telemetry: NvmlTelemetry) -> None:
+        """Take power samples from ``telemetry``'s reads (the trace's) instead of a poller.
+
+        Both must read the same clock (``time.perf_counter``). Outside a running trace the
+        window then has a power sample at each edge only; the counter is unaffected.
+        """
+        if self._clock is not time.perf_counter:
+            raise EnergyError("nvml sampler: a fed sampler must time samples by perf_counter")
+        self._feed = telemetry
 
     def probe(self) -> Availability:
         """Available when NVML initialises and at least one GPU is in scope; else the reason."""
@@ -149,6 +162,10 @@ class NvmlSampler:
             order_warning=order_warning(environ, all_names),
         )
         self._poll(window, initial=True)
+        if self._feed is not None:
+            self._window = window
+            self._feed.set_power_listener(self._take_power)
+            return
         if self.poll_interval_s is not None:
             window.thread = threading.Thread(
                 target=self._run_poller,
@@ -181,6 +198,8 @@ class NvmlSampler:
         if window is None:
             raise EnergyError("nvml sampler: end() called without begin()")
         self._window = None
+        if self._feed is not None:
+            self._feed.set_power_listener(None)
         warnings: list[str | SamplerWarning] = []
         window.stop.set()
         if window.thread is not None:
@@ -232,7 +251,8 @@ class NvmlSampler:
             confidence=_confidence(domains, devices, partial),
             details={
                 "devices": devices,
-                "poll_interval_s": self.poll_interval_s,
+                "poll_interval_s": None if self._feed is not None else self.poll_interval_s,
+                "power_polled_by": "the trace" if self._feed is not None else "this sampler",
                 "cuda_visible_devices": window.cuda_visible_devices,
                 "driver_version": window.driver_version,
                 "partial": partial,
@@ -261,9 +281,34 @@ class NvmlSampler:
                 readings.append((gpu, gpu.reader.power_w(), None))
             except window.nvml.errors as err:
                 readings.append((gpu, None, f"power read at {now_s - window.begin_s:.2f} s: {err}"))
+        self._record(window, now_s, readings, initial=initial, final=final)
+        return now_s
+
+    def _take_power(self, at_s: float, power_w: Mapping[str, float | None]) -> None:
+        """The power the trace's telemetry read at ``at_s``, for the open window's GPUs."""
+        window = self._window
+        if window is None or at_s < window.begin_s:  # a read begun before the window
+            return
+        readings: list[tuple[GpuWindow, float | None, str | None]] = [
+            (gpu, power_w[gpu.reader.gpu.domain], None)
+            if power_w.get(gpu.reader.gpu.domain) is not None
+            else (gpu, None, f"power read by the trace at {at_s - window.begin_s:.2f} s failed")
+            for gpu in window.gpus
+        ]
+        self._record(window, at_s, readings)
+
+    def _record(
+        self,
+        window: _Window,
+        now_s: float,
+        readings: Sequence[tuple[GpuWindow, float | None, str | None]],
+        *,
+        initial: bool = False,
+        final: bool = False,
+    ) -> None:
         with window.lock:
             if window.closed and not final:
-                return now_s
+                return
             window.n_polls += 1
             for gpu, power_w, error in readings:
                 if power_w is not None:
@@ -273,7 +318,6 @@ class NvmlSampler:
                 gpu.last_poll_ok = power_w is not None
                 if initial:
                     gpu.first_poll_ok = power_w is not None
-        return now_s
 
     def _counter_at_end(self, gpu: GpuWindow) -> int | None:
         if gpu.counter_start_mj is None:

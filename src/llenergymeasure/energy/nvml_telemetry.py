@@ -3,11 +3,17 @@
 Power comes from the POWER_INSTANT field where the GPU answers it (else from
 ``nvmlDeviceGetPowerUsage``, a 1 s average: :attr:`NvmlTelemetry.power_sources` says which),
 so the trace shows load changes when they happen rather than a second later.
+
+The NVML energy sampler can take its power samples from this source instead of polling
+NVML in a thread of its own (:meth:`NvmlTelemetry.set_power_listener`): each read hands
+the power it took, with its ``time.perf_counter`` instant, to the listener, so the process
+has one thread that polls NVML.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -18,7 +24,10 @@ from llenergymeasure.energy.nvml_scope import open_scope
 from llenergymeasure.energy.telemetry import DeviceSample
 from llenergymeasure.errors import EnergyError
 
-__all__ = ["NvmlTelemetry"]
+__all__ = ["NvmlTelemetry", "PowerListener"]
+
+# (perf_counter instant of the read, power in W per ``gpu:N``; None where NVML refused)
+PowerListener = Callable[[float, Mapping[str, float | None]], None]
 
 _MIB = 1024 * 1024
 # "clocks event reasons" is the newer name of "clocks throttle reasons"; the old entry
@@ -58,6 +67,7 @@ class NvmlTelemetry:
         self._nvml = module
         self._open = True
         self._no_counter: set[int] = set()
+        self._listener: PowerListener | None = None
 
     def devices(self) -> list[str]:
         """``gpu:N`` per GPU in scope, N being the NVML index."""
@@ -68,9 +78,18 @@ class NvmlTelemetry:
         """Per GPU, where its power readings come from: ``instant`` or ``averaged``."""
         return {reader.gpu.domain: reader.power_source for reader in self._readers}
 
+    def set_power_listener(self, listener: PowerListener | None) -> None:
+        """Hand every read's power to ``listener`` (None: to nobody)."""
+        self._listener = listener
+
     def read(self) -> list[DeviceSample]:
         """Power, energy counter, temperature, SM clock, utilisation, memory, reason bits."""
-        return [self._sample(reader) for reader in self._readers]
+        at_s = time.perf_counter()
+        samples = [self._sample(reader) for reader in self._readers]
+        listener = self._listener
+        if listener is not None:
+            listener(at_s, {sample.device: sample.power_w for sample in samples})
+        return samples
 
     def close(self) -> None:
         """Shut NVML down (once)."""

@@ -25,7 +25,7 @@ from llenergymeasure.energy.base import Availability, EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.errors import EnergyError
 
-__all__ = ["Selection", "sampler_class", "sampler_names", "select_sampler"]
+__all__ = ["Selection", "sampler_class", "sampler_names", "select_sampler", "share_nvml_polling"]
 
 # name -> "module:Class". Imported on first use only.
 _SAMPLERS: dict[str, str] = {
@@ -177,6 +177,25 @@ def _sources_for(names: Sequence[str], host: _Host) -> tuple[TelemetrySource, ..
 
         sources.insert(0, RaplTelemetry(*([host.powercap_root] if host.powercap_root else [])))
     return tuple(sources)
+
+
+def share_nvml_polling(sampler: EnergySampler, sources: Sequence[TelemetrySource]) -> None:
+    """Feed the NVML sampler (alone or in a composite) from the trace's NVML telemetry.
+
+    Both would otherwise poll NVML every ~100 ms in threads of their own, in the engine's
+    process, at ~1 ms per NVML call on an H200 VM; fed, the sampler starts no poller.
+    Nothing changes without an NVML sampler or an NVML telemetry source among ``sources``.
+    """
+    if not any(getattr(source, "name", None) == "nvml" for source in sources):
+        return
+    from llenergymeasure.energy.composite import CompositeSampler
+    from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
+
+    telemetry = next((s for s in sources if isinstance(s, NvmlTelemetry)), None)
+    parts = sampler.parts if isinstance(sampler, CompositeSampler) else (sampler,)
+    for part in parts:
+        if isinstance(part, NvmlSampler) and telemetry is not None:
+            part.take_power_from(telemetry)
 
 
 def _load(name: str) -> Callable[..., EnergySampler]:

@@ -108,7 +108,8 @@ def _progress(reporter: Reporter, trace: PowerTrace, *, n_tokens_before: int) ->
 
 
 def _joined(passes: list[GenerationOutput], n_prompts: int) -> GenerationOutput:
-    """One output for every pass: request ``i`` of pass ``p`` becomes ``p x n_prompts + i``."""
+    """One output for every pass: request ``i`` of pass ``p`` becomes ``p x n_prompts + i``,
+    in its request and in the batch timing that names it."""
     if len(passes) == 1:
         return passes[0]
     requests = tuple(
@@ -116,4 +117,13 @@ def _joined(passes: list[GenerationOutput], n_prompts: int) -> GenerationOutput:
         for number, output in enumerate(passes)
         for request in output.requests
     )
-    return GenerationOutput(requests=requests, timing_definition=passes[0].timing_definition)
+    # Batch times are already on one clock (perf_counter) across passes; only the request
+    # numbers a batch names change, as its requests' do.
+    batches = tuple(
+        dataclasses.replace(batch, indices=tuple(number * n_prompts + i for i in batch.indices))
+        for number, output in enumerate(passes)
+        for batch in output.batches
+    )
+    return GenerationOutput(
+        requests=requests, timing_definition=passes[0].timing_definition, batches=batches
+    )

@@ -143,7 +143,9 @@ def build_result(
         requests=tuple(request_record(r, prompt_ids[r.index % len(prompt_ids)]) for r in reqs),
         timeseries=tuple(trace.to_rows()),
         compute=compute,
-        phase_energy=phase_energy(energy, trace, window.output.batches, reqs),
+        phase_energy=phase_energy(
+            energy, trace, window.output.batches, reqs, power_sources=view.power_sources
+        ),
     )
 
 

@@ -10,14 +10,22 @@ thread, so its curve is this process's CPU utilisation (each row a mean since th
 Between two samples the curve is unknown; an interval that ends or starts inside a gap
 between samples could hold any power within the range of the samples around that gap. The
 uncertainty sums that range x the part of each such gap the interval covers.
+
+A GPU whose trace power is ``nvmlDeviceGetPowerUsage`` (a 1 s moving average, where the GPU
+has no instant power field) gets no split: the curve lags a load change by up to a second
+(on an H200 it puts half the first second of a load step's energy after it), so it cannot
+place energy in prefills of milliseconds and decodes of a few seconds, and no range of
+averaged readings bounds the instant power between them. The phase energies are then null
+and the note says why.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import BatchTiming, RequestOutput
@@ -28,6 +36,9 @@ __all__ = ["phase_energy"]
 
 _UTILISATION_DEVICE = "process"
 _WEAKEST_FIRST: tuple[EnergyMethod, ...] = ("estimated", "integrated", "counter")
+_INSTANT: Literal["instant"] = "instant"
+_AVERAGED: Literal["averaged"] = "averaged"
+_AVERAGING_S = 1.0  # nvmlDeviceGetPowerUsage's moving average, Ampere and newer
 
 
 @dataclass(frozen=True)
@@ -103,11 +114,15 @@ def phase_energy(
     trace: Trace,
     batches: Sequence[BatchTiming],
     requests: Sequence[RequestOutput],
+    *,
+    power_sources: Mapping[str, str] | None = None,
 ) -> PhaseEnergyResult | None:
     """Prefill and decode shares of the window's energy; None when they cannot be told apart.
 
     Measured domains are split when there are any, else estimated ones: the two are never
-    summed. None when a domain to split has no curve in the trace.
+    summed. None when a domain to split has no curve in the trace. ``power_sources`` says
+    per GPU what its trace power reads (``instant`` or ``averaged``); with an averaged one
+    the phase energies are null (see the module's docstring).
     """
     t0, t1 = trace.marks.get("window_start"), trace.marks.get("window_end")
     timed = [b for b in batches if b.step_end_s]
@@ -122,6 +137,10 @@ def phase_energy(
     origin = trace.origin_s
     prefill_iv = [(b.start_s - origin, b.step_end_s[0] - origin) for b in timed]
     decode_iv = [(b.step_end_s[0] - origin, b.step_end_s[-1] - origin) for b in timed]
+    sources = {d.domain: (power_sources or {}).get(d.domain) for d, _, _ in found}
+    averaged = sorted(domain for domain, source in sources.items() if source == _AVERAGED)
+    if averaged:
+        return _unresolved(found, averaged, trace.interval_ms, (prefill_iv, decode_iv), requests)
     prefill, decode = _Split(), _Split()
     for domain, curve, _ in found:
         whole = curve.integral(t0, t1)
@@ -132,20 +151,74 @@ def phase_energy(
             split.energy_j += scale * sum(curve.integral(a, b) for a, b in intervals)
             split.uncertainty_j += scale * sum(curve.uncertainty(a, b) for a, b in intervals)
     interval_s = trace.interval_ms / 1000.0
+    n_prefill, n_decode = _token_counts(requests)
     phases = (
-        _phase(prefill, prefill_iv, sum(r.n_input_tokens for r in requests), interval_s),
-        _phase(decode, decode_iv, sum(max(r.n_output_tokens - 1, 0) for r in requests), interval_s),
+        _phase(prefill, prefill_iv, n_prefill, interval_s),
+        _phase(decode, decode_iv, n_decode, interval_s),
     )
-    methods = {d.method for d, _, _ in found}
     return PhaseEnergyResult(
-        energy_method=next(m for m in _WEAKEST_FIRST if m in methods),
+        energy_method=_weakest(found),
         domains=tuple(d.domain for d, _, _ in found),
         weights=", ".join(label for _, _, label in found),
+        power_source=_INSTANT if _INSTANT in sources.values() else None,
         trace_interval_ms=trace.interval_ms,
         prefill=phases[0],
         decode=phases[1],
         other_j=sum(d.energy_j or 0.0 for d, _, _ in found) - prefill.energy_j - decode.energy_j,
         note=_note(phases, trace.interval_ms),
+    )
+
+
+def _weakest(found: Sequence[tuple[DomainEnergy, _Curve, str]]) -> EnergyMethod:
+    methods = {d.method for d, _, _ in found}
+    return next(m for m in _WEAKEST_FIRST if m in methods)
+
+
+def _token_counts(requests: Sequence[RequestOutput]) -> tuple[int, int]:
+    """Prompt tokens (prefill) and output tokens after each request's first (decode)."""
+    return (
+        sum(r.n_input_tokens for r in requests),
+        sum(max(r.n_output_tokens - 1, 0) for r in requests),
+    )
+
+
+def _unresolved(
+    found: Sequence[tuple[DomainEnergy, _Curve, str]],
+    averaged: Sequence[str],
+    interval_ms: int,
+    intervals: tuple[list[tuple[float, float]], list[tuple[float, float]]],
+    requests: Sequence[RequestOutput],
+) -> PhaseEnergyResult:
+    """The phases' times and tokens, with null energies: averaged power cannot split them."""
+    phases = tuple(
+        PhaseEnergy(
+            energy_j=None,
+            duration_s=sum(b - a for a, b in ivs),
+            n_tokens=n_tokens,
+            j_per_token=None,
+            uncertainty_j=None,
+            n_intervals=len(ivs),
+            n_intervals_under_interval=sum(1 for a, b in ivs if b - a < _AVERAGING_S),
+        )
+        for ivs, n_tokens in zip(intervals, _token_counts(requests), strict=True)
+    )
+    return PhaseEnergyResult(
+        energy_method=_weakest(found),
+        domains=tuple(d.domain for d, _, _ in found),
+        weights=", ".join(label for _, _, label in found),
+        power_source=_AVERAGED,
+        trace_interval_ms=interval_ms,
+        prefill=phases[0],
+        decode=phases[1],
+        other_j=None,
+        note=(
+            f"no split: the trace's power of {', '.join(averaged)} is nvmlDeviceGetPowerUsage, "
+            "a 1 s moving average (the GPU answers no instant power field), which lags a load "
+            "change by up to a second and cannot place energy in prefill and decode phases; "
+            f"{phases[0].n_intervals_under_interval} of {phases[0].n_intervals} prefill and "
+            f"{phases[1].n_intervals_under_interval} of {phases[1].n_intervals} decode "
+            "intervals are shorter than its 1 s"
+        ),
     )
 
 

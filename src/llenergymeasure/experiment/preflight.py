@@ -16,7 +16,7 @@ from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.nvml_scope import gpu_indices_in_scope
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.registry import select_sampler
+from llenergymeasure.energy.registry import select_sampler, share_nvml_polling
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.base import Engine
 from llenergymeasure.engines.context import context_length
@@ -229,7 +229,9 @@ def _energy(
     )
     if chosen is None:
         return None, "", sources
-    return chosen.sampler, chosen.reason, chosen.sources if telemetry is None else sources
+    final = chosen.sources if telemetry is None else sources
+    share_nvml_polling(chosen.sampler, final)  # one thread polls NVML, the trace's
+    return chosen.sampler, chosen.reason, final
 
 
 def gpu_requirement_problems(

@@ -24,7 +24,7 @@ from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
 from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.registry import select_sampler
+from llenergymeasure.energy.registry import select_sampler, share_nvml_polling
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
@@ -223,6 +223,7 @@ def _sampler(
         devices=devices,
     )
     sources = tuple(telemetry) if telemetry is not None else selection.sources
+    share_nvml_polling(selection.sampler, sources)  # one thread polls NVML, the trace's
     sampler, note = _attribute_estimate(selection.sampler, config.serving, server)
     return sampler, selection.reason + (f"; {note}" if note else ""), sources
 

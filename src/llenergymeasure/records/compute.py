@@ -131,6 +131,12 @@ class PhaseEnergyResult(FrozenRecord):
     energy_method: EnergyMethod | None = Field(description="how the split window figure was got")
     domains: tuple[str, ...] = Field(description="the energy domains that were split")
     weights: str = Field(description="the trace series that weighted the split")
+    power_source: Literal["instant", "averaged"] | None = Field(
+        None,
+        description="what the GPUs' power curve reads: `instant` power, or `averaged` "
+        "(nvmlDeviceGetPowerUsage, a 1 s moving average), which cannot place energy in "
+        "phases this short: the phase energies are then null and `note` says so",
+    )
     trace_interval_ms: int
     prefill: PhaseEnergy
     decode: PhaseEnergy

@@ -17,6 +17,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.base import GenerationOutput, PreparedPrompts, ProgressCallback
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.records.base import Availability
+from llenergymeasure.records.compute import ModelShape
 from llenergymeasure.testing.fake_engine import FakeLoadedModel
 from llenergymeasure.testing.simulated_nvml import SimulatedNvml
 
@@ -24,7 +25,11 @@ __all__ = ["SimulatedGpuEngine", "SimulatedGpuModel"]
 
 
 class SimulatedGpuEngine:
-    """The fake engine, placed on ``devices`` (``cuda:N`` is the simulation's GPU N)."""
+    """The fake engine, placed on ``devices`` (``cuda:N`` is the simulation's GPU N).
+
+    ``shape`` is the matmul shape its model reports, so that compute accounting (FLOPs,
+    MFU against the simulated GPUs' names, MBU) has a model to count.
+    """
 
     name = "fake"
 
@@ -34,10 +39,12 @@ class SimulatedGpuEngine:
         devices: Sequence[str] = ("cuda:0",),
         *,
         model_mib: float = 2048.0,
+        shape: ModelShape | None = None,
     ) -> None:
         self.nvml = nvml
         self._devices = list(devices)
         self.model_mib = model_mib
+        self.shape = shape
         self.loads = 0
 
     def probe(self) -> Availability:
@@ -52,7 +59,9 @@ class SimulatedGpuEngine:
     def load(self, config: ExperimentConfig, model: ResolvedModel) -> SimulatedGpuModel:
         self.loads += 1
         indices = [int(d.partition(":")[2] or 0) for d in self._devices]
-        return SimulatedGpuModel(config, self.nvml, indices, self._devices[0], self.model_mib)
+        return SimulatedGpuModel(
+            config, self.nvml, indices, self._devices[0], self.model_mib, shape=self.shape
+        )
 
 
 class SimulatedGpuModel(FakeLoadedModel):
@@ -65,8 +74,11 @@ class SimulatedGpuModel(FakeLoadedModel):
         indices: Sequence[int],
         device: str,
         model_mib: float,
+        *,
+        shape: ModelShape | None = None,
     ) -> None:
-        super().__init__(config)
+        names = tuple(nvml.gpus[i].name for i in indices)
+        super().__init__(config, shape=shape, device_names=names)
         self.info = replace(self.info, device=device)
         self._nvml = nvml
         self._indices = list(indices)
