@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from llenergymeasure.errors import PreflightError
+from llenergymeasure.experiment.gpu_checks import MeasuredScope
 from llenergymeasure.experiment.options import RunOptions
-from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.system.locks import DeviceLocks, LockHolder, locks_supported, runtime_dir
 
@@ -25,7 +25,7 @@ CPU_PACKAGES_KEY = "cpu-packages-rapl"
 _RETRY_S = 1.0
 
 
-def device_lock_keys(plan: Plan) -> dict[str, str]:
+def device_lock_keys(plan: MeasuredScope) -> dict[str, str]:
     """Lock key -> what it guards, for messages: GPU UUIDs in scope, RAPL's CPU packages."""
     keys = {gpu.uuid: f"{gpu.device} ({gpu.name}, {gpu.uuid})" for gpu in plan.scope_gpus}
     if "rapl" in plan.sampler.name.split("+"):
@@ -35,7 +35,7 @@ def device_lock_keys(plan: Plan) -> dict[str, str]:
 
 @contextmanager
 def locked_devices(
-    plan: Plan,
+    plan: MeasuredScope,
     options: RunOptions,
     reporter: Reporter,
     *,
