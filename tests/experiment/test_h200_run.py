@@ -191,6 +191,25 @@ def test_9_runs_on_different_gpus_never_share_a_cached_baseline() -> None:
     assert on_1.energy.baseline.power_w_by_domain.keys() == {"gpu:1"}
 
 
+def test_9_the_same_cuda_ordinal_on_another_gpu_is_another_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # cuda:0 is GPU 0 under CUDA_VISIBLE_DEVICES=0 and GPU 1 (150 W loaded) under =1: the
+    # device names and the engine's settings are the same, only the UUIDs tell them apart
+    nvml = SimulatedNvml([h200(index=0), h200(index=1, idle_w=110.0)], call_latency_s=0.001)
+    cached = {"measurement": {"baseline": {"strategy": "cached"}}}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    on_0 = run_h200(cached, nvml=nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    on_1 = run_h200(cached, nvml=nvml)
+    assert on_0.energy.baseline is not None and on_1.energy.baseline is not None
+    assert on_0.energy.baseline.power_w == pytest.approx(120.0, rel=IDLE_TOLERANCE)
+    assert on_1.energy.baseline.note == "measured now"
+    assert on_1.energy.baseline.power_w == pytest.approx(150.0, rel=IDLE_TOLERANCE)
+    assert on_1.energy.idle_no_context is not None
+    assert on_1.energy.idle_no_context.power_w == pytest.approx(110.0, rel=IDLE_TOLERANCE)
+
+
 def test_9_a_different_engine_state_is_a_different_baseline() -> None:
     nvml = h200_nvml()
     cached = {"measurement": {"baseline": {"strategy": "cached"}}}
