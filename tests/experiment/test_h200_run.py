@@ -175,6 +175,24 @@ def test_6_thermal_slowdown_still_raises_the_throttling_warning() -> None:
     assert "throttling" in codes(result)
 
 
+@pytest.mark.parametrize(
+    ("units_per_s", "why"),
+    [(1e6, "where the sampled bits show"), (1e12, "window")],
+    ids=["microseconds", "picoseconds"],
+)
+def test_6_a_reason_counter_that_disagrees_with_the_bits_gives_way_to_them(
+    units_per_s: float, why: str
+) -> None:
+    # a driver whose counters read 1000 x less (or more) than NVML's nanoseconds
+    result = run_h200(nvml=h200_nvml(gpu={"reason_counter_units_per_s": units_per_s}))
+    (thermal,) = result.thermal
+    source = thermal.reason_sources["sw_power_cap"]
+    assert source.startswith("sampled (NVML's duration counter disagreed") and why in source
+    assert thermal.power_capped_s is not None
+    assert 0.5 < thermal.power_capped_s <= result.window.duration_s + 0.1
+    assert "throttling" not in codes(result)
+
+
 # --- 9. the baseline cache is keyed on the GPUs in scope -----------------------------------
 
 
