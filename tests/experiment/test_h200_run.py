@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from h200_run import Waits, run_h200
+from test_flops import SMOLLM2_135M
 
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.experiment.options import RunOptions
@@ -312,7 +314,37 @@ def test_14_latency_and_per_token_figures_of_an_empty_window_are_null() -> None:
     assert result.tokens.n_completed == 0
     assert result.latency.e2e is None and result.latency.ttft is None
     assert result.energy.j_per_output_token is None and result.energy.j_per_request is None
-    assert result.flops is None or result.flops.per_output_token is None
+
+
+class NoOutputTokens(SimulatedGpuEngine):
+    """An engine of a known shape whose every request reads its prompt and stops at once."""
+
+    def load(self, config, model):  # type: ignore[no-untyped-def]
+        loaded = super().load(config, model)
+        loaded.info = replace(loaded.info, shape=SMOLLM2_135M)
+        inner = loaded.generate
+
+        def generate(prepared, *, on_progress=None):  # type: ignore[no-untyped-def]
+            output = inner(prepared, on_progress=on_progress)
+            silent = tuple(
+                replace(r, n_output_tokens=0, itl_ms=None, token_ids=()) for r in output.requests
+            )
+            return replace(output, requests=silent)
+
+        loaded.generate = generate  # type: ignore[method-assign]
+        return loaded
+
+
+def test_14_flops_per_output_token_of_a_window_with_no_output_token_is_null() -> None:
+    nvml = h200_nvml()
+    result = run_h200(
+        {"measurement": {"min_window_s": 0.3}}, nvml=nvml, engine=NoOutputTokens(nvml)
+    )
+    assert result.tokens.n_output_tokens == 0 and result.tokens.n_input_tokens > 0
+    assert result.compute is not None  # the model's shape is known: a real FLOPs account
+    assert result.flops is not None and result.flops.total > 0
+    assert result.flops.per_output_token is None
+    assert result.energy.j_per_output_token is None
 
 
 def test_14_the_short_window_warning_follows_min_window_s() -> None:

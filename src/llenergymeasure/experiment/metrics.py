@@ -125,8 +125,6 @@ def build_result(
     )
     compute = compute_result(info, reqs, window.output.batches, s)
     flops = flops_result(compute, info, n_in + n_out, n_out, s)
-    if flops is not None and n_out == 0:  # no output token: no figure per output token
-        flops = flops.model_copy(update={"per_output_token": None})
     return ExperimentResult(
         experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
         measurement_config_hash=config_hash,
