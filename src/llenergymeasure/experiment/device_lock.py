@@ -28,9 +28,19 @@ _RETRY_S = 1.0
 def device_lock_keys(plan: MeasuredScope) -> dict[str, str]:
     """Lock key -> what it guards, for messages: GPU UUIDs in scope, RAPL's CPU packages."""
     keys = {gpu.uuid: f"{gpu.device} ({gpu.name}, {gpu.uuid})" for gpu in plan.scope_gpus}
-    if "rapl" in plan.sampler.name.split("+"):
+    if _reads_cpu_packages(plan.sampler):
         keys[CPU_PACKAGES_KEY] = "the CPU packages (RAPL)"
     return keys
+
+
+def _reads_cpu_packages(sampler: object) -> bool:
+    """Whether the sampler, or a part of a composite, reads RAPL: ``rapl`` itself, or a
+    sampler that says so (Zeus measuring CPUs)."""
+    parts = getattr(sampler, "parts", None) or (sampler,)
+    return any(
+        getattr(part, "name", None) == "rapl" or getattr(part, "reads_cpu_packages", False)
+        for part in parts
+    )
 
 
 @contextmanager
