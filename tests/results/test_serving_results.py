@@ -49,6 +49,12 @@ def test_a_rate_sweep_aggregates_j_per_request_and_goodput(serving_study: Path) 
     for aggregate in summary["aggregates"]:
         assert aggregate["goodput_per_s"]["mean"] > 0
         assert aggregate["j_per_request"] is not None
+    # nothing is measured on this host: the figures per request are the estimate, labelled so
+    results = sorted(serving_study.glob("*/result.json"))
+    assert len(results) == 2
+    for result_file in results:
+        serving = json.loads(result_file.read_text())["serving"]
+        assert serving["energy_method"] == "estimated" and serving["j_per_request"] > 0
 
 
 def test_the_report_draws_the_energy_latency_curve_and_goodput(serving_study: Path) -> None:

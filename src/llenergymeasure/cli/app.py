@@ -10,6 +10,7 @@ import typer
 from llenergymeasure._version import tool_version
 from llenergymeasure.cli.doctor import doctor_command
 from llenergymeasure.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, exit_code_for
+from llenergymeasure.cli.group import command_group
 from llenergymeasure.cli.results import results_app
 from llenergymeasure.cli.run import run_command
 from llenergymeasure.cli.status import status_command
@@ -17,13 +18,7 @@ from llenergymeasure.errors import LlemError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="llem",
-    help="Measure the energy, throughput and latency of LLM inference.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+app = command_group("llem", "Measure the energy, throughput and latency of LLM inference.")
 
 
 def _version_callback(value: bool) -> None:

@@ -8,19 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from llenergymeasure.cli.fit import Cell, add_rows, output_console, width_of
+from llenergymeasure.cli.group import command_group
 from llenergymeasure.cli.render import result_table, warnings_table
 from llenergymeasure.cli.status import status_command
 from llenergymeasure.cli.study_tables import summary_table
 from llenergymeasure.config.loading import load_user_config
-from llenergymeasure.errors import ConfigError, ResultError
+from llenergymeasure.errors import ConfigError
 from llenergymeasure.records.environment import EnvironmentSnapshot
-from llenergymeasure.records.files import safe_name
+from llenergymeasure.records.files import read_json_model, safe_name
 from llenergymeasure.report.html import write_report
 from llenergymeasure.results.collection import (
     STUDY_RESULT_FILE,
@@ -38,12 +38,8 @@ from llenergymeasure.study.models import StudyResult
 
 __all__ = ["results_app"]
 
-results_app = typer.Typer(
-    name="results",
-    help="List, show, compare, export and report results under results/.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+results_app = command_group(
+    "results", "List, show, compare, export and report results under results/."
 )
 
 _FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet")
@@ -280,13 +276,7 @@ def _joules(value: float) -> str:
 
 
 def _study_result(results: ResultSet) -> StudyResult | None:
-    file = results.path / STUDY_RESULT_FILE
-    try:
-        return StudyResult.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable study result {file}: {type(err).__name__}") from err
+    return read_json_model(StudyResult, results.path / STUDY_RESULT_FILE, "study result")
 
 
 def _runs_table(results: ResultSet, runs: Sequence[RunResult], width: int | None) -> Table:

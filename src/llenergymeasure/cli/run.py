@@ -7,13 +7,43 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from llenergymeasure.cli.progress import RichReporter
 from llenergymeasure.cli.render import print_plan, result_table, warnings_table
+from llenergymeasure.cli.run_options import (
+    AddressOpt,
+    BatchOpt,
+    ConfigArg,
+    CyclesOpt,
+    DatasetOpt,
+    DryRunOpt,
+    DtypeOpt,
+    EnergyOpt,
+    EngineOpt,
+    ExecutorOpt,
+    FailFastOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    MaxFailuresOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    NoGapsOpt,
+    NoLockOpt,
+    OrderOpt,
+    OutputOpt,
+    PromptsOpt,
+    QuietOpt,
+    ReportOpt,
+    ResumeOpt,
+    StrictOpt,
+    TimeoutOpt,
+    VerboseOpt,
+    WideOpt,
+)
 from llenergymeasure.cli.serving import print_serving_plan
 from llenergymeasure.cli.signals import sigterm_stops_the_run
 from llenergymeasure.cli.study import StudyOptions, parse_duration_s, run_study_file
@@ -27,7 +57,7 @@ from llenergymeasure.config.loading import (
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.engines.registry import Runner, find_runner
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.experiment.options import DEFAULT_LOCK_TIMEOUT_S, RunOptions
+from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
@@ -94,106 +124,6 @@ def resolve_cli_config(
     return config, quick
 
 
-# The options of `llem run`, one alias each, so that the command's signature stays a list.
-ConfigArg = Annotated[
-    Path | None,
-    typer.Argument(metavar="[CONFIG]", help="experiment YAML/JSON file", show_default=False),
-]
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="alias, local folder, .gguf, or cached HF id")
-]
-EngineOpt = Annotated[
-    str | None, typer.Option("--engine", "-e", help="transformers (default), vllm or tensorrt")
-]
-DatasetOpt = Annotated[
-    str | None, typer.Option("--dataset", "-d", help="builtin, a .jsonl path, or synthetic")
-]
-PromptsOpt = Annotated[int | None, typer.Option("-n", "--n-prompts", help="number of prompts")]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", "-b", help="requests per batch")]
-DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32, float16 or bfloat16")]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-output-tokens", help="max new tokens")]
-EnergyOpt = Annotated[
-    str | None, typer.Option("--energy", help="energy sampler: auto, estimate, none, …")
-]
-OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help="results folder (default: results/)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")]
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="validate and print the plan; run nothing")
-]
-CyclesOpt = Annotated[int | None, typer.Option("--cycles", help="study: cycles per config")]
-OrderOpt = Annotated[
-    str | None,
-    typer.Option("--order", help="study: sequential, interleave, shuffle, reverse, latin_square"),
-]
-NoGapsOpt = Annotated[bool, typer.Option("--no-gaps", help="study: no thermal gaps")]
-ResumeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--resume", help="study: finish the latest study of this file, or the study folder given"
-    ),
-]
-ExecutorOpt = Annotated[
-    str | None,
-    typer.Option("--executor", help="study: local (one run at a time here) or ray (one per GPU)"),
-]
-AddressOpt = Annotated[
-    str | None,
-    typer.Option("--address", help="study: the Ray cluster to join (auto, ray://head:10001)"),
-]
-FailFastOpt = Annotated[
-    bool, typer.Option("--fail-fast", help="study: stop after the first failed run")
-]
-TimeoutOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--timeout",
-        metavar="DURATION",
-        help="study: wall-clock budget (30s, 45m, 8h): start no run that cannot end in it; "
-        "exit 124 when it runs out (--resume continues)",
-    ),
-]
-MaxFailuresOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-consecutive-failures",
-        metavar="N",
-        help="study: failed runs in a row before the circuit breaker pauses, probes, aborts",
-    ),
-]
-WideOpt = Annotated[bool, typer.Option("--wide", help="study tables: names in full")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")]
-ReportOpt = Annotated[
-    bool,
-    typer.Option(
-        "--report", help="also write report.html (tables and plots) into the results folder"
-    ),
-]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks on errors")]
-StrictOpt = Annotated[
-    bool,
-    typer.Option(
-        "--strict",
-        help="refuse, rather than warn, when another process uses a GPU in scope or the "
-        "model does not fit its free memory",
-    ),
-]
-LockTimeoutOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--lock-timeout",
-        help="seconds to wait for a device another llem run is measuring "
-        f"(default {DEFAULT_LOCK_TIMEOUT_S:g})",
-        show_default=False,
-    ),
-]
-NoLockOpt = Annotated[
-    bool,
-    typer.Option("--no-lock", help="do not lock the measured devices (figures may be corrupted)"),
-]
-
-
 @sigterm_stops_the_run
 def run_command(
     config_file: ConfigArg = None,
@@ -229,22 +159,17 @@ def run_command(
     options = _run_options(strict, lock_timeout, no_lock)
     flags = _experiment_flags(model, engine, dataset, n_prompts, max_output_tokens, energy)
     user = load_user_config()
-    # soft_wrap: one message stays one line in logs (paths must not be split).
-    err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
-    out = Console(highlight=False)
+    out, err = _consoles(quiet)
     root = _results_root(output, user)
     study_flags = _study_flags(
         cycles, order, no_gaps, executor, address, fail_fast, timeout, max_consecutive_failures
     )
     if config_file is not None and _is_study_file(config_file):
-        if batch_size is not None or dtype is not None:
-            raise ConfigError(
-                PER_ENGINE_FLAGS, hint="e.g. sweep: {transformers.batch_size: [1, 8]}"
-            )
+        _refuse_per_engine_flags(batch_size, dtype)
         study = StudyOptions(root, resume, dry_run, report, wide=wide, as_json=as_json)
-        overrides = {**flags, **study_flags}
         # each run of the study is a process of its own: the options travel in its environment
         os.environ.update(options.environ())
+        overrides = {**flags, **study_flags}
         raise typer.Exit(
             run_study_file(config_file, overrides, user=user, options=study, out=out, err=err)
         )
@@ -255,13 +180,23 @@ def run_command(
     )
     _print_notes(err, config, quick=quick)
     if dry_run:
-        if config.mode == "serving":
-            print_serving_plan(out, config, user=user)
-            return
-        print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
+        _print_dry_run(out, config, user, options)
         return
     result, folder = _run_one(config, user, root, err, quiet=quiet, options=options)
     _print_result(out, err, result, folder, as_json=as_json, report=report)
+
+
+def _consoles(quiet: bool) -> tuple[Console, Console]:
+    """stdout for the result, stderr for progress and notes (silent with --quiet)."""
+    # soft_wrap: one message stays one line in logs (paths must not be split).
+    return Console(highlight=False), Console(
+        stderr=True, quiet=quiet, highlight=False, soft_wrap=True
+    )
+
+
+def _refuse_per_engine_flags(batch_size: int | None, dtype: str | None) -> None:
+    if batch_size is not None or dtype is not None:
+        raise ConfigError(PER_ENGINE_FLAGS, hint="e.g. sweep: {transformers.batch_size: [1, 8]}")
 
 
 PER_ENGINE_FLAGS = "--batch-size and --dtype are per engine; in a study, sweep them in the file"
@@ -357,6 +292,16 @@ def _print_notes(err: Console, config: ExperimentConfig, *, quick: bool) -> None
         err.print(
             "[yellow]note:[/] trust_remote_code is true: the model folder's own code will run"
         )
+
+
+def _print_dry_run(
+    out: Console, config: ExperimentConfig, user: UserConfig, options: RunOptions
+) -> None:
+    """What the run would do, checked by pre-flight, without running it."""
+    if config.mode == "serving":
+        print_serving_plan(out, config, user=user)
+    else:
+        print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
 
 
 def _run_one(

@@ -62,7 +62,12 @@ def serving_rows(result: ExperimentResult) -> list[tuple[str, str]]:
             if queue is None or queue.mean_ms is None
             else f"{queue.mean_ms:,.1f} ms over {queue.n} requests",
         ),
-        ("energy per request", _j(s.j_per_request)),
+        ("energy per request", _j(s.j_per_request) + _how(s.energy_method, s.j_per_request)),
         ("energy per output token", _j(s.j_per_output_token, 5)),
         ("failed requests", str(s.n_failed)),
     ]
+
+
+def _how(method: str | None, value: float | None) -> str:
+    """How a serving energy figure was obtained, beside it."""
+    return "" if method is None or value is None else f" ({method})"

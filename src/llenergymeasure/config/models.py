@@ -6,7 +6,7 @@ against itself, never against the host (that is pre-flight's job).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
-ENGINE_NAMES: tuple[str, ...] = ("transformers", "vllm", "tensorrt", "fake")
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 Mode = Literal["offline", "serving"]
 MODES: tuple[str, ...] = ("offline", "serving")
 # Engines whose OpenAI-compatible server llem can launch (`serving.server: launch`).

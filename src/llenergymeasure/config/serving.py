@@ -15,7 +15,7 @@ Validators are pure: whether the endpoint answers or the port is free is pre-fli
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 ArrivalProcess = Literal["poisson", "gamma", "constant", "closed"]
-ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "gamma", "constant", "closed")
+ARRIVAL_PROCESSES: tuple[str, ...] = get_args(ArrivalProcess)
 # Neither `duration_s` nor `n_requests` given: arrivals for this long.
 DEFAULT_DURATION_S = 60.0
 

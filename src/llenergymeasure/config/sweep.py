@@ -194,13 +194,7 @@ def _experiment_list(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
         raise ConfigError("`experiments:` must be a list of mappings (one per experiment)")
     for i, item in enumerate(value, 1):
-        for key in item:
-            _check_dotted(key, f"experiment {i}")
-        check_keys(
-            {str(k).split(".", 1)[0]: None for k in item},
-            f"in experiment {i}",
-            list(EXPERIMENT_FIELDS),
-        )
+        _check_overrides(item, f"experiment {i}")
     return list(value)
 
 
@@ -264,13 +258,7 @@ def _group(key: str, values: list[Any]) -> _Dimension:
                 f"({printable(repr(value))})",
                 hint="a group lists mappings of dotted keys; an axis lists plain values",
             )
-        for inner in value:
-            _check_dotted(inner, f"sweep group `{key}`")
-        check_keys(
-            {str(k).split(".", 1)[0]: None for k in value},
-            f"in sweep group `{key}`",
-            list(EXPERIMENT_FIELDS),
-        )
+        _check_overrides(value, f"sweep group `{key}`")
         choices.append(tuple(value.items()))
     return _Dimension(key, _scope(key), tuple(choices))
 
@@ -279,6 +267,15 @@ def _scope(dotted: str) -> str | None:
     """The engine a dotted key is scoped to (its first part), or None."""
     head, dot, _ = dotted.partition(".")
     return head if dot and head in ENGINE_NAMES else None
+
+
+def _check_overrides(overrides: Mapping[Any, Any], where: str) -> None:
+    """Dotted keys of an experiment's fields: well formed, and each heading a known field."""
+    for key in overrides:
+        _check_dotted(key, where)
+    check_keys(
+        {str(k).split(".", 1)[0]: None for k in overrides}, f"in {where}", list(EXPERIMENT_FIELDS)
+    )
 
 
 def _check_dotted(key: Any, where: str) -> None:

@@ -7,14 +7,15 @@ device at both edges; the sampler only reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.base import Availability
 from llenergymeasure.records.energy import DomainEnergy
 
-__all__ = ["Availability", "EnergyReading", "EnergySampler", "SamplerWarning"]
+__all__ = ["Availability", "EnergyReading", "EnergySampler", "SamplerWarning", "WindowClock"]
 
 
 class SamplerWarning(NamedTuple):
@@ -85,3 +86,24 @@ class EnergySampler(Protocol):
     def end(self) -> EnergyReading:
         """Close the window and return what was measured."""
         ...
+
+
+class WindowClock:
+    """How long a sampler's window lasted, on an injectable clock (samplers that read no device)."""
+
+    def __init__(self, sampler: str, clock: Callable[[], float]) -> None:
+        self._sampler = sampler
+        self._clock = clock
+        self._start_s: float | None = None
+
+    def begin(self) -> None:
+        """Note the clock at the window's start."""
+        self._start_s = self._clock()
+
+    def end_s(self) -> float:
+        """Seconds since ``begin``; the window is closed (a second ``end_s`` is an error)."""
+        if self._start_s is None:
+            raise EnergyError(f"{self._sampler} sampler: end() called without begin()")
+        duration_s = self._clock() - self._start_s
+        self._start_s = None
+        return duration_s

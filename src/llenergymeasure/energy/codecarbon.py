@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from llenergymeasure.energy.base import Availability, EnergyReading
+from llenergymeasure.energy.vendor import installed_version
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.energy import DomainEnergy
 
@@ -74,7 +75,7 @@ class CodeCarbonSampler:
             module = self._codecarbon_module()
         except ImportError as err:
             return Availability(False, f"codecarbon is not installed ({err}); {INSTALL_HINT}")
-        version = _installed_version(module)
+        version = installed_version(module, "codecarbon")
         if not hasattr(module, "OfflineEmissionsTracker"):
             return Availability(
                 False, "this codecarbon has no OfflineEmissionsTracker; " + INSTALL_HINT, version
@@ -228,13 +229,3 @@ def _joules_from_kwh(value: object) -> float | None:
     if isinstance(value, int | float):
         return float(value) * J_PER_KWH
     return None
-
-
-def _installed_version(module: ModuleType) -> str | None:
-    version = getattr(module, "__version__", None)
-    if isinstance(version, str):
-        return version
-    try:
-        return importlib.metadata.version("codecarbon")
-    except importlib.metadata.PackageNotFoundError:
-        return None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import psutil
 
-from llenergymeasure.energy.base import Availability, EnergyReading
+from llenergymeasure.energy.base import Availability, EnergyReading, WindowClock
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.energy import DomainEnergy
 
@@ -128,8 +128,7 @@ class NoEnergySampler:
     needs_baseline = False
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock if clock is not None else time.perf_counter
-        self._start_s: float | None = None
+        self._window = WindowClock(self.name, clock if clock is not None else time.perf_counter)
 
     def probe(self) -> Availability:
         """Always available."""
@@ -137,18 +136,14 @@ class NoEnergySampler:
 
     def begin(self) -> None:
         """Note the clock, so the reading still carries the window's duration."""
-        self._start_s = self._clock()
+        self._window.begin()
 
     def end(self) -> EnergyReading:
         """A reading with no domains."""
-        if self._start_s is None:
-            raise EnergyError("none sampler: end() called without begin()")
-        duration_s = self._clock() - self._start_s
-        self._start_s = None
         return EnergyReading(
             sampler=self.name,
             domains=(),
-            duration_s=duration_s,
+            duration_s=self._window.end_s(),
             n_samples=0,
             confidence="low",
             details={"reason": "energy measurement disabled (measurement.energy_sampler: none)"},

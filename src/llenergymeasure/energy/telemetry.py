@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 __all__ = ["DeviceSample", "TelemetrySource", "close_sources"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceSample:
     """One device at one instant; every reading the device cannot give is None.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from llenergymeasure.energy.telemetry import DeviceSample
 from llenergymeasure.records.timeseries import TIMESERIES_COLUMNS
@@ -17,37 +17,29 @@ from llenergymeasure.records.timeseries import TIMESERIES_COLUMNS
 __all__ = ["PowerStats", "Trace", "TraceRow"]
 
 
+@dataclass(frozen=True)
+class _TraceTime:
+    """The trace time that leads a TraceRow; it holds no storage (TraceRow's slots do)."""
+
+    __slots__ = ()
+    t_s: float
+
+
+# Bases give their fields in reverse MRO order, so ``t_s`` comes first, as in the parquet file.
 @dataclass(frozen=True, slots=True)
-class TraceRow:
+class TraceRow(DeviceSample, _TraceTime):
     """One device at one instant of the trace: ``t_s`` plus the DeviceSample fields.
 
     Its fields are exactly the ``timeseries.parquet`` columns, in order.
     """
 
-    t_s: float
-    device: str
-    power_w: float | None = None
-    energy_j: float | None = None
-    temperature_c: float | None = None
-    sm_clock_mhz: float | None = None
-    utilisation_pct: float | None = None
-    memory_used_mib: float | None = None
-    throttle_reasons: int | None = None
-
     @classmethod
     def from_sample(cls, t_s: float, sample: DeviceSample) -> TraceRow:
         """A DeviceSample stamped with its trace time."""
-        return cls(
-            t_s,
-            sample.device,
-            sample.power_w,
-            sample.energy_j,
-            sample.temperature_c,
-            sample.sm_clock_mhz,
-            sample.utilisation_pct,
-            sample.memory_used_mib,
-            sample.throttle_reasons,
-        )
+        return cls(t_s=t_s, **{name: getattr(sample, name) for name in _SAMPLE_FIELDS})
+
+
+_SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DeviceSample))
 
 
 @dataclass(frozen=True)

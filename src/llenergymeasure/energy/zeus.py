@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from llenergymeasure.energy.base import Availability, EnergyReading
+from llenergymeasure.energy.vendor import installed_version
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.energy import DomainEnergy
 
@@ -66,7 +67,7 @@ class ZeusSampler:
             module = self._zeus_monitor_module()
         except ImportError as err:
             return Availability(False, f"zeus is not installed ({err}); {INSTALL_HINT}")
-        version = _installed_version(module)
+        version = installed_version(module, "zeus", "zeus-ml")
         try:
             self._monitor = self._build_monitor(module)
         except Exception as err:  # any vendor failure means "not available here"
@@ -194,15 +195,3 @@ def _integrated_gpus(monitor: Any, gpu_indices: Sequence[int]) -> set[int]:
 
 def _joules(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
-
-
-def _installed_version(module: ModuleType) -> str | None:
-    version = getattr(module, "__version__", None)
-    if isinstance(version, str):
-        return version
-    for distribution in ("zeus", "zeus-ml"):
-        try:
-            return importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None

@@ -23,6 +23,7 @@ from typing import Any
 
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
 from llenergymeasure.records.compute import ModelShape
+from llenergymeasure.records.versions import dist_version
 
 __all__ = [
     "count_params",
@@ -51,16 +52,6 @@ _EMBEDDING_SUFFIXES = (
     "tok_embeddings.weight",
 )
 _BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-
-def dist_version(*dists: str) -> str | None:
-    """The installed version of the first of ``dists`` that is installed, else None."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def importable(module: str) -> bool:

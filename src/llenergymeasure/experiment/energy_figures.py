@@ -104,16 +104,8 @@ def _co2_factor(config: ExperimentConfig) -> float | None:
 def _baseline_result(baseline: Baseline | None, now: datetime) -> BaselineResult | None:
     if baseline is None:
         return None
-    return BaselineResult(
-        power_w=baseline.power_w,
+    return BaselineResult.read_off(
+        baseline,
         power_w_by_domain=dict(baseline.power_w_by_domain),
-        duration_s=baseline.duration_s,
-        n_samples=baseline.n_samples,
-        std_w=baseline.std_w,
-        method=baseline.method,
-        strategy=baseline.strategy,
-        measured_at=baseline.measured_at,
         age_s=baseline.age_s(now),
-        note=baseline.note,
-        state=baseline.state,
     )

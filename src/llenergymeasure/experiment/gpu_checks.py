@@ -24,6 +24,7 @@ from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
 
 __all__ = [
     "AUTO_DEVICE_MAPS",
+    "MeasuredDevices",
     "MeasuredScope",
     "device_problems",
     "host_setup_warnings",
@@ -57,6 +58,17 @@ class MeasuredScope(Protocol):
 
     @property
     def sources(self) -> tuple[TelemetrySource, ...]: ...
+
+
+class MeasuredDevices:
+    """A plan's devices in scope (``devices``, a dataclass field of the plan), and what they say."""
+
+    devices: list[str]
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether any measured device is a CUDA GPU."""
+        return any(d.startswith("cuda") for d in self.devices)
 
 
 def host_setup_warnings(gpus: Sequence[GpuInfo]) -> list[MeasurementWarning]:

@@ -75,14 +75,9 @@ def request_record(request: RequestOutput, prompt_id: str) -> RequestRecord:
     """
     ids = request.token_ids
     complete = len(ids) == request.n_output_tokens
-    return RequestRecord(
-        index=request.index,
+    return RequestRecord.read_off(
+        request,
         prompt_id=prompt_id,
-        n_input_tokens=request.n_input_tokens,
-        n_output_tokens=request.n_output_tokens,
-        latency_ms=request.latency_ms,
-        ttft_ms=request.ttft_ms,
-        itl_ms=request.itl_ms,
         first_token_ids=tuple(int(t) for t in ids[:N_FIRST_TOKEN_IDS]) if complete else (),
         output_sha256=output_sha256(ids) if complete else None,
     )
@@ -112,19 +107,8 @@ def build_result(
     n_out = sum(r.n_output_tokens for r in reqs)
     s = window.duration_s
     view = TraceView.of(trace, window.energy.details, _power_sources(plan))
-    energy = energy_result(
-        window,
-        plan.sampler_reason,
-        n_output_tokens=n_out,
-        n_requests=len(reqs),
-        config=config,
-        baseline=baseline[0],
-        baseline_note=baseline[1],
-        idle_no_context=idle_no_context[0],
-        idle_no_context_note=idle_no_context[1],
-    )
+    energy = _energy(plan, window, n_out, baseline, idle_no_context)
     compute = compute_result(info, reqs, window.output.batches, s)
-    flops = flops_result(compute, info, n_in + n_out, n_out, s)
     return ExperimentResult(
         experiment_id=f"{window.started_at:%Y%m%dT%H%M%SZ}-{config_hash[:8]}",
         measurement_config_hash=config_hash,
@@ -134,34 +118,20 @@ def build_result(
         engine_args=info.engine_args,
         model=_identity(plan, info),
         config=config,
-        window=WindowResult(
-            started_at=window.started_at,
-            ended_at=window.ended_at,
-            duration_s=s,
-            n_passes=window.n_passes,
-            min_window_s=window.min_window_s,
-        ),
+        window=WindowResult.read_off(window),
         tokens=TokenCounts(
             n_prompts=len(prompt_ids),
             n_completed=len(reqs),
             n_input_tokens=n_in,
             n_output_tokens=n_out,
         ),
-        throughput=ThroughputResult(
-            output_tokens_per_s=n_out / s,
-            total_tokens_per_s=(n_in + n_out) / s,
-            requests_per_s=len(reqs) / s,
-        ),
+        throughput=_throughput(n_in, n_out, len(reqs), s),
         latency=_latency(window),
         energy=energy,
         power=_power(energy, view, s),
         warmup=warmup,
-        flops=flops,
-        memory=MemoryResult(
-            peak_host_rss_mib=_peak_rss_mib(),
-            peak_device_mib=window.peak_device_mib,
-            model_memory_mib=info.model_memory_mib,
-        ),
+        flops=flops_result(compute, info, n_in + n_out, n_out, s),
+        memory=_memory(window, info),
         timings=timings,
         environment=_with_scope(environment, plan),
         thermal=view.thermal(),
@@ -172,6 +142,38 @@ def build_result(
         timeseries=tuple(trace.to_rows()),
         compute=compute,
         phase_energy=phase_energy(energy, trace, window.output.batches, reqs),
+    )
+
+
+def _energy(
+    plan: Plan, window: Window, n_out: int, baseline: Idle, idle_no_context: Idle
+) -> EnergyResult:
+    return energy_result(
+        window,
+        plan.sampler_reason,
+        n_output_tokens=n_out,
+        n_requests=len(window.output.requests),
+        config=plan.config,
+        baseline=baseline[0],
+        baseline_note=baseline[1],
+        idle_no_context=idle_no_context[0],
+        idle_no_context_note=idle_no_context[1],
+    )
+
+
+def _memory(window: Window, info: ModelInfo) -> MemoryResult:
+    return MemoryResult(
+        peak_host_rss_mib=_peak_rss_mib(),
+        peak_device_mib=window.peak_device_mib,
+        model_memory_mib=info.model_memory_mib,
+    )
+
+
+def _throughput(n_in: int, n_out: int, n_requests: int, duration_s: float) -> ThroughputResult:
+    return ThroughputResult(
+        output_tokens_per_s=n_out / duration_s,
+        total_tokens_per_s=(n_in + n_out) / duration_s,
+        requests_per_s=n_requests / duration_s,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -25,12 +25,14 @@ from llenergymeasure.engines.requirements import GpuRequirement, NeedsGpu
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
+    MeasuredDevices,
     device_problems,
     host_setup_warnings,
     measured_devices,
     scope_gpus,
     sharing,
 )
+from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, list_gpus
@@ -46,25 +48,8 @@ _GGUF_EXPANSION = 8
 _T = TypeVar("_T")
 
 
-class _Problems:
-    """Collects every problem instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self.hints: list[str] = []
-
-    def attempt(self, check: Callable[[], _T]) -> _T | None:
-        try:
-            return check()
-        except LlemError as err:
-            self.messages.append(err.message)
-            if err.hint:
-                self.hints.append(err.hint)
-            return None
-
-
 @dataclass(frozen=True)
-class Plan:
+class Plan(MeasuredDevices):
     """What pre-flight found: everything the later steps need, already checked.
 
     ``devices`` are the devices whose energy is measured (the scope); ``scope_gpus`` the
@@ -86,10 +71,6 @@ class Plan:
     driver_version: str | None = None
     engine_devices: list[str] = field(default_factory=list)
 
-    @property
-    def on_gpu(self) -> bool:
-        return any(d.startswith("cuda") for d in self.devices)
-
 
 def run_preflight(
     config: ExperimentConfig,
@@ -108,7 +89,7 @@ def run_preflight(
     problems. ``nvml`` stands in for pynvml (a simulated NVML in tests).
     """
     environ = os.environ if environ is None else environ
-    found = _Problems()
+    found = Problems()
     engine, runner = _engine(config, engine, user, found)
     model = found.attempt(lambda: resolve_model(config.task.model))
     prompts = None
@@ -173,7 +154,7 @@ def _hosts(
 
 
 def _engine(
-    config: ExperimentConfig, engine: Engine | None, user: UserConfig, found: _Problems
+    config: ExperimentConfig, engine: Engine | None, user: UserConfig, found: Problems
 ) -> tuple[Engine | None, Runner | None]:
     """The engine, and the runner of another environment when it is not importable here."""
     if engine is None:
@@ -198,7 +179,7 @@ def _engine_checks(
     runner: Runner | None,
     engine_devices: Sequence[str],
     hosts: _Gpus,
-    found: _Problems,
+    found: Problems,
 ) -> float | None:
     """The engine's GPU requirements, context length and memory; the memory estimate."""
     if isinstance(engine, NeedsGpu):
@@ -229,7 +210,7 @@ def _energy(
     telemetry: Sequence[TelemetrySource] | None,
     devices: Sequence[str],
     nvml: object,
-    found: _Problems,
+    found: Problems,
 ) -> tuple[EnergySampler | None, str, tuple[TelemetrySource, ...]]:
     """The energy sampler (given, or chosen for the devices), why, and its telemetry."""
     sources: tuple[TelemetrySource, ...] = tuple(telemetry) if telemetry is not None else ()

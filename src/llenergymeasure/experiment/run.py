@@ -29,6 +29,7 @@ from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.serving import run_serving_experiment
 from llenergymeasure.experiment.warmup import run_warmup
+from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
 from llenergymeasure.records.result import ExperimentResult, TimingResult, WarmupResult
 from llenergymeasure.system.environment import EnvironmentCapture, capture_environment
@@ -86,21 +87,27 @@ def run_experiment(
         )
     run = _measure(plan, options, reporter, clock)  # 3.-8.
     # 9. metrics, warnings and the result object
-    result = build_result(
+    result = _result(plan, run, clock, environment.result())
+    if output_dir is not None:
+        write_single_run(result, Path(output_dir))
+    return result
+
+
+def _result(
+    plan: Plan, run: _Measured, clock: _StepClock, environment: EnvironmentSnapshot
+) -> ExperimentResult:
+    return build_result(
         plan,
         run.info,
         run.prompt_ids,
         warmup=run.warmup,
         window=run.window,
         timings=clock.result(run.window.duration_s),
-        environment=environment.result(),
+        environment=environment,
         baseline=run.baseline,
         idle_no_context=run.idle,
         trace=run.trace,
     )
-    if output_dir is not None:
-        write_single_run(result, Path(output_dir))
-    return result
 
 
 @dataclass(frozen=True)

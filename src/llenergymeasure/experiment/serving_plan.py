@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -32,8 +32,14 @@ from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
-from llenergymeasure.experiment.gpu_checks import host_setup_warnings, scope_gpus, sharing
+from llenergymeasure.experiment.gpu_checks import (
+    MeasuredDevices,
+    host_setup_warnings,
+    scope_gpus,
+    sharing,
+)
 from llenergymeasure.experiment.preflight import estimate_model_memory_mib
+from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.serving.arrivals import Schedule, arrival_schedule
 from llenergymeasure.serving.client import check_endpoint, new_client, run_sync
@@ -58,7 +64,7 @@ class ServerProcess:
 
 
 @dataclass(frozen=True)
-class ServingPlan:
+class ServingPlan(MeasuredDevices):
     """What pre-flight found for a serving experiment."""
 
     config: ExperimentConfig
@@ -80,10 +86,6 @@ class ServingPlan:
     scope_gpus: tuple[GpuInfo, ...] = ()  # the GPUs in ``devices``, as NVML lists them
     driver_version: str | None = None
 
-    @property
-    def on_gpu(self) -> bool:
-        return any(d.startswith("cuda") for d in self.devices)
-
 
 def plan_serving(
     config: ExperimentConfig,
@@ -102,17 +104,8 @@ def plan_serving(
     """
     assert config.serving is not None, "a serving config has a serving section"
     serving = config.serving
-    problems: list[str] = []
-    hints: list[str] = []
-
-    def attempt(check: Callable[[], _T]) -> _T | None:
-        try:
-            return check()
-        except LlemError as err:
-            problems.append(err.message)
-            hints.extend([err.hint] if err.hint else [])
-            return None
-
+    found = Problems()
+    attempt = found.attempt
     launch = serving.server == "launch"
     model = attempt(lambda: resolve_model(config.task.model)) if launch else _local_model(config)
     runner = attempt(lambda: _server_python(config, user)) if launch else None
@@ -129,15 +122,15 @@ def plan_serving(
     min_window_s = config.measurement.min_window_for(on_gpu=on_gpu)
     seed = serving.seed if serving.seed is not None else config.task.random_seed
     schedule = attempt(lambda: _schedule(serving, seed))
-    problems.extend(_period_problems(serving, schedule, min_window_s))
+    found.messages.extend(_period_problems(serving, schedule, min_window_s))
     server_process = ServerProcess()
     gpus = _gpus(config, devices, model, strict, nvml, os.environ if environ is None else environ)
-    problems.extend(gpus.problems)
+    found.messages.extend(gpus.problems)
     chosen = attempt(
         lambda: _sampler(config, user, devices, sampler, telemetry, server_process, nvml)
     )
-    if problems or chosen is None or prompts is None:
-        raise PreflightError(problems or ["no energy sampler"], hint=hints[0] if hints else None)
+    if found.messages or chosen is None or prompts is None:
+        raise found.error("no energy sampler")
     picked, reason, sources = chosen
     return ServingPlan(
         config=config,

@@ -154,7 +154,11 @@ def _serving(
 ) -> ServingResult:
     """The serving section: rates, window, latencies, goodput and energy per request."""
     seconds = window.duration_s
-    total = energy.total_j
+    # the measured headline; on a host with nothing measured, the estimate, labelled as one
+    total, per_request, method = energy.total_j, energy.j_per_request, energy.method
+    if total is None and energy.estimated is not None:
+        total, per_request = energy.estimated.total_j, energy.estimated.j_per_request
+        method = energy.estimated.method
     return ServingResult(
         server=server.info,
         api=plan.serving.api,
@@ -171,13 +175,14 @@ def _serving(
         queueing=driven.queueing,
         requests_per_s=window.n_completed / seconds if seconds > 0 else 0.0,
         output_tokens_per_s=window.n_output_tokens / seconds if seconds > 0 else 0.0,
-        j_per_request=energy.j_per_request,
+        j_per_request=per_request,
         j_per_output_token=(
             total / window.n_output_tokens
             if total is not None and window.n_output_tokens > 0
             else None
         ),
         mean_power_w=total / seconds if total is not None and seconds > 0 else None,
+        energy_method=method,
         n_failed=sum(r.error is not None for r in requests),
         n_warmup_requests=warmup.n_runs,
         requests=requests,

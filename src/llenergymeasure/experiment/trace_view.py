@@ -67,16 +67,7 @@ class TraceView:
         for device in self.trace.devices():
             stats = self.trace.power_stats(device, self.t0, self.t1)
             if stats is not None:
-                found.append(
-                    DevicePower(
-                        device=device,
-                        mean_w=stats.mean_w,
-                        p50_w=stats.p50_w,
-                        p99_w=stats.p99_w,
-                        peak_w=stats.peak_w,
-                        n_samples=stats.n_samples,
-                    )
-                )
+                found.append(DevicePower.read_off(stats, device=device))
         return tuple(found)
 
     def peak_total_w(self) -> float | None:
@@ -87,20 +78,7 @@ class TraceView:
     def thermal(self) -> tuple[DeviceThermal, ...]:
         summaries = summarise_thermal(self.trace, self.t0, self.t1, self.counters)
         return tuple(
-            DeviceThermal(
-                device=s.device,
-                throttled_s=s.throttled_s,
-                first_throttle_s=s.first_s,
-                last_throttle_s=s.last_s,
-                reasons=s.reasons,
-                max_temperature_c=s.max_temperature_c,
-                min_sm_clock_mhz=s.min_sm_clock_mhz,
-                mean_sm_clock_mhz=s.mean_sm_clock_mhz,
-                temperature_drift_c=s.temperature_drift_c,
-                power_capped_s=s.power_capped_s,
-                seconds_by_reason=s.seconds_by_reason,
-                reason_sources=s.reason_sources,
-            )
+            DeviceThermal.read_off(s, first_throttle_s=s.first_s, last_throttle_s=s.last_s)
             for s in summaries.values()
             if s.max_temperature_c is not None or s.throttled_s is not None
         )

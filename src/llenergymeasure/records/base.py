@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,20 @@ class FrozenRecord(BaseModel):
     """A record as written to disk: immutable, and no field it does not declare."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def read_off(cls, source: object, **values: Any) -> Self:
+        """This record from ``values``, its other fields read off ``source``'s attributes.
+
+        A field ``source`` has no attribute for keeps its default (or fails validation);
+        ``values`` name the fields ``source`` calls otherwise or does not hold.
+        """
+        shared = {
+            name: getattr(source, name)
+            for name in cls.model_fields
+            if name not in values and hasattr(source, name)
+        }
+        return cls(**shared, **values)
 
 
 class LatencyStats(FrozenRecord):

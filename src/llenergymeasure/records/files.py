@@ -13,11 +13,12 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from llenergymeasure.errors import ResultError
+from llenergymeasure.errors import LlemError, ResultError
 from llenergymeasure.records.atomic import atomic_write_text, write_error
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.records.timeseries import TIMESERIES_FILE, read_timeseries, write_timeseries
@@ -27,11 +28,13 @@ __all__ = [
     "create_unique_dir",
     "experiment_dir_name",
     "load_result",
+    "read_json_model",
     "run_dir_name",
     "safe_name",
     "write_experiment",
 ]
 
+_M = TypeVar("_M", bound=BaseModel)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 80
 # Names Windows reserves for devices, with or without an extension (`con`, `NUL.txt`).
@@ -117,3 +120,19 @@ def load_result(path: Path) -> ExperimentResult:
         raise ResultError(f"no result at {file}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as err:
         raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+
+
+def read_json_model(
+    model: type[_M], file: Path, what: str, error: type[LlemError] = ResultError
+) -> _M | None:
+    """``file`` read as ``model``, or None when there is no such file.
+
+    A file that cannot be read or does not validate raises ``error``, naming ``what`` it
+    should have held (``unreadable manifest <file>: ValidationError``).
+    """
+    try:
+        return model.model_validate_json(file.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as err:
+        raise error(f"unreadable {what} {file}: {type(err).__name__}") from err

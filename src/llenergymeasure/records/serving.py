@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from llenergymeasure.records.base import FrozenRecord, LatencyStats
+from llenergymeasure.records.energy import EnergyMethod
 
 __all__ = [
     "SERVING_METHODOLOGY_WINDOW",
@@ -169,6 +170,11 @@ class ServingResult(FrozenRecord):
     j_per_request: float | None = Field(description="window energy / completions in it")
     j_per_output_token: float | None
     mean_power_w: float | None
+    energy_method: EnergyMethod | None = Field(
+        None,
+        description="how the energy figures above were obtained: the measured headline's "
+        "method, or `estimated` when nothing was measured (never a sum of the two)",
+    )
     n_failed: int
     n_warmup_requests: int
     timing: str = SERVING_TIMING

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from llenergymeasure.errors import ResultError
-from llenergymeasure.records.files import load_result
+from llenergymeasure.records.files import load_result, read_json_model
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.results.views import (
     MANIFEST_FILE,
@@ -277,9 +277,4 @@ def _open_study(path: Path) -> ResultSet:
 
 def _read_study(file: Path) -> StudyView | None:
     """``study_result.json``, or None while the study has not written it yet."""
-    try:
-        return StudyView.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable study result {file}: {type(err).__name__}") from err
+    return read_json_model(StudyView, file, "study result")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from llenergymeasure.errors import ResultError
+from llenergymeasure.records.files import read_json_model
 from llenergymeasure.records.result import ExperimentResult
 
 __all__ = [
@@ -135,23 +136,19 @@ class ResultHeader(_Lenient):
 def read_header(folder: Path) -> ResultHeader:
     """The listing fields of ``folder/result.json``."""
     file = folder / RESULT_FILE
-    try:
-        return ResultHeader.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
-        raise ResultError(f"no result at {file}") from None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+    header = read_json_model(ResultHeader, file, "result")
+    if header is None:
+        raise ResultError(f"no result at {file}")
+    return header
 
 
 def read_result(folder: Path) -> ExperimentResult:
     """``folder/result.json`` without its trace (the trace is only needed for plots)."""
     file = folder / RESULT_FILE
-    try:
-        return ExperimentResult.model_validate_json(file.read_bytes())
-    except FileNotFoundError:
+    result = read_json_model(ExperimentResult, file, "result")
+    if result is None:
         raise ResultError(
             f"no result at {file}",
             hint="the manifest lists this run as completed; was its folder moved or deleted?",
-        ) from None
-    except (OSError, ValidationError) as err:
-        raise ResultError(f"unreadable result {file}: {type(err).__name__}") from err
+        )
+    return result

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llenergymeasure.errors import StudyError
-from llenergymeasure.records.files import atomic_write_text
+from llenergymeasure.records.files import atomic_write_text, read_json_model
 from llenergymeasure.study.models import HeadlineMetrics, StudyPlanLike, StudyStatus, check_plan
 from llenergymeasure.study.outcome import RunOutcome
 from llenergymeasure.study.signals import interrupts_held
@@ -105,15 +105,13 @@ class Manifest(_Frozen):
     def load(cls, path: Path) -> Manifest:
         """Read ``manifest.json`` (or the study folder holding it)."""
         file = path / MANIFEST_FILE if path.is_dir() else path
-        try:
-            return cls.model_validate_json(file.read_bytes())
-        except FileNotFoundError:
+        manifest = read_json_model(cls, file, "manifest", StudyError)
+        if manifest is None:
             raise StudyError(
                 f"no {MANIFEST_FILE} in {file.parent}",
                 hint="--resume needs the folder of a study that was started earlier",
-            ) from None
-        except (OSError, ValidationError) as err:
-            raise StudyError(f"unreadable manifest {file}: {type(err).__name__}") from err
+            )
+        return manifest
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + fsync + rename)."""

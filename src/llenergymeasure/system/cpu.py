@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.system.keyfile import key_value
 
 __all__ = [
     "CPU_TDP_TABLE",
@@ -80,15 +81,8 @@ class CpuTdp:
 
 def cpu_model(proc_cpuinfo: Path = PROC_CPUINFO) -> str | None:
     """The CPU model string ("model name" in /proc/cpuinfo), else platform's guess, else None."""
-    try:
-        text = proc_cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor().strip() or None
+    model = key_value(proc_cpuinfo, "model name", ":")
+    return model or platform.processor().strip() or None
 
 
 def visible_cpu_count() -> int:

@@ -28,6 +28,7 @@ import psutil
 from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.system.cpu import PROC_CPUINFO, cpu_model
 from llenergymeasure.system.gpus import survey_gpus
+from llenergymeasure.system.keyfile import key_value
 
 __all__ = ["DEFAULT_PACKAGES", "EnvironmentCapture", "capture_environment", "detect_container"]
 
@@ -187,14 +188,9 @@ def _read(read: Callable[[], _T], default: _T) -> _T:
 
 def _os_name(os_release: Path) -> str:
     """``PRETTY_NAME`` from os-release on Linux, else system and release, e.g. ``macOS 14.5``."""
-    try:
-        text = os_release.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "PRETTY_NAME" and value.strip().strip("\"'"):
-            return value.strip().strip("\"'")
+    pretty = key_value(os_release, "PRETTY_NAME", "=", quotes="\"'")
+    if pretty:
+        return pretty
     system = platform.system()
     if system == "Darwin":
         return f"macOS {platform.mac_ver()[0]}".strip()

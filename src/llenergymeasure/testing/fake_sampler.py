@@ -11,8 +11,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
 
-from llenergymeasure.energy.base import Availability, EnergyReading
-from llenergymeasure.errors import EnergyError
+from llenergymeasure.energy.base import Availability, EnergyReading, WindowClock
 from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["FakeEnergySampler"]
@@ -43,8 +42,7 @@ class FakeEnergySampler:
         self.power_w_by_domain = dict(power_w_by_domain)
         self.method: Literal["counter", "integrated", "estimated"] = method
         self.n_samples = n_samples
-        self._clock = clock
-        self._start_s: float | None = None
+        self._window = WindowClock(self.name, clock)
 
     def probe(self) -> Availability:
         """Always available."""
@@ -52,14 +50,11 @@ class FakeEnergySampler:
 
     def begin(self) -> None:
         """Note the clock."""
-        self._start_s = self._clock()
+        self._window.begin()
 
     def end(self) -> EnergyReading:
         """Power x elapsed seconds for each scripted domain."""
-        if self._start_s is None:
-            raise EnergyError("fake sampler: end() called without begin()")
-        duration_s = self._clock() - self._start_s
-        self._start_s = None
+        duration_s = self._window.end_s()
         return EnergyReading(
             sampler=self.name,
             domains=tuple(

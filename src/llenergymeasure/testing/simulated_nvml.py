@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias, TypeVar
 
+from llenergymeasure.testing import simulated_nvml_errors
 from llenergymeasure.testing.simulated_gpu import GpuPhysics, SimulatedGpu
 from llenergymeasure.testing.simulated_nvml_errors import (
     NVMLError,
@@ -57,20 +58,10 @@ from llenergymeasure.testing.simulated_nvml_records import (
 
 __all__ = [
     "ManualClock",
-    "NVMLError",
-    "NVMLError_DriverNotLoaded",
-    "NVMLError_FunctionNotFound",
-    "NVMLError_GpuIsLost",
-    "NVMLError_InvalidArgument",
-    "NVMLError_LibraryNotFound",
-    "NVMLError_NoPermission",
-    "NVMLError_NotFound",
-    "NVMLError_NotSupported",
-    "NVMLError_Uninitialized",
-    "NVMLError_Unknown",
     "SimulatedGpu",
     "SimulatedHandle",
     "SimulatedNvml",
+    *simulated_nvml_errors.__all__,
 ]
 
 _MIB = 1024 * 1024

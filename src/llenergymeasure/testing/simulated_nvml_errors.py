@@ -1,11 +1,14 @@
 """The NVML error classes of the simulated NVML, named and numbered as pynvml's.
 
 Each class carries NVML's return code (``value``) and NVML's text (``str(err)``);
-they all derive from :class:`NVMLError`, as pynvml's do.
+they all derive from :class:`NVMLError`, as pynvml's do. What they mean: Uninitialized, a
+call before ``nvmlInit`` (or after the last ``nvmlShutdown``); InvalidArgument, a bad device
+index or handle; NotSupported, the device lacks the feature (no energy counter before
+Volta); NoPermission, the call needs privileges the process lacks; NotFound, no such object
+(e.g. a process that has exited); DriverNotLoaded, the NVIDIA kernel driver is not running;
+LibraryNotFound, no libnvidia-ml.so; FunctionNotFound, the driver lacks this NVML function;
+GpuIsLost, the GPU fell off the bus; Unknown, any other failure.
 """
-
-# The pynvml names (NVMLError_NotSupported, ...) are kept verbatim: matching them is the point.
-# ruff: noqa: N801, N818
 
 from __future__ import annotations
 
@@ -40,68 +43,23 @@ class NVMLError(Exception):
         return self.TEXT
 
 
-class NVMLError_Uninitialized(NVMLError):
-    """A call before ``nvmlInit`` (or after the matching ``nvmlShutdown``)."""
-
-    VALUE = 1
-    TEXT = "Uninitialized"
-
-
-class NVMLError_InvalidArgument(NVMLError):
-    """A bad device index or handle."""
-
-    VALUE = 2
-    TEXT = "Invalid Argument"
+def _error(name: str, value: int, text: str) -> type[NVMLError]:
+    """One pynvml error class: ``value`` is its NVML return code, ``text`` its message."""
+    doc = f"NVML return code {value}: {text}."
+    namespace = {"VALUE": value, "TEXT": text, "__doc__": doc, "__module__": __name__}
+    return type(name, (NVMLError,), namespace)
 
 
-class NVMLError_NotSupported(NVMLError):
-    """The device lacks the feature (e.g. no total-energy counter before Volta)."""
-
-    VALUE = 3
-    TEXT = "Not Supported"
-
-
-class NVMLError_NoPermission(NVMLError):
-    """The call needs privileges the process does not have."""
-
-    VALUE = 4
-    TEXT = "Insufficient Permissions"
-
-
-class NVMLError_NotFound(NVMLError):
-    """No such object (e.g. the name of a process that has exited)."""
-
-    VALUE = 6
-    TEXT = "Not Found"
-
-
-class NVMLError_DriverNotLoaded(NVMLError):
-    """The NVIDIA kernel driver is not running."""
-
-    VALUE = 9
-    TEXT = "Driver Not Loaded"
-
-
-class NVMLError_LibraryNotFound(NVMLError):
-    """libnvidia-ml.so could not be found."""
-
-    VALUE = 12
-    TEXT = "NVML Shared Library Not Found"
-
-
-class NVMLError_FunctionNotFound(NVMLError):
-    """The installed driver lacks this NVML function."""
-
-    VALUE = 13
-    TEXT = "Function Not Found"
-
-
-class NVMLError_GpuIsLost(NVMLError):
-    """The GPU fell off the bus or otherwise stopped answering."""
-
-    VALUE = 15
-    TEXT = "GPU is lost"
-
-
-class NVMLError_Unknown(NVMLError):
-    """Any other failure."""
+# pynvml's table, one class a line: name, NVML return code, message.
+# fmt: off
+NVMLError_Uninitialized = _error("NVMLError_Uninitialized", 1, "Uninitialized")
+NVMLError_InvalidArgument = _error("NVMLError_InvalidArgument", 2, "Invalid Argument")
+NVMLError_NotSupported = _error("NVMLError_NotSupported", 3, "Not Supported")
+NVMLError_NoPermission = _error("NVMLError_NoPermission", 4, "Insufficient Permissions")
+NVMLError_NotFound = _error("NVMLError_NotFound", 6, "Not Found")
+NVMLError_DriverNotLoaded = _error("NVMLError_DriverNotLoaded", 9, "Driver Not Loaded")
+NVMLError_LibraryNotFound = _error("NVMLError_LibraryNotFound", 12, "NVML Shared Library Not Found")
+NVMLError_FunctionNotFound = _error("NVMLError_FunctionNotFound", 13, "Function Not Found")
+NVMLError_GpuIsLost = _error("NVMLError_GpuIsLost", 15, "GPU is lost")
+NVMLError_Unknown = _error("NVMLError_Unknown", 999, "Unknown Error")
+# fmt: on
