@@ -74,20 +74,16 @@ def run_serving_experiment(
     nvml: object | None = None,
 ) -> tuple[ExperimentResult, Path | None]:
     """Run one serving experiment; with ``output_dir`` write it there, and return the
-    result and its folder (None without ``output_dir``).
-
-    ``options`` (strict pre-flight, device locks) default to the environment's; ``nvml``
-    stands in for pynvml (a simulated NVML in tests).
-    """
+    result and its folder (None without ``output_dir``). ``options`` (strict, device locks)
+    default to the environment's; ``nvml`` stands in for pynvml (tests)."""
     reporter = reporter or NullReporter()
-    user = user_config if user_config is not None else load_user_config()
     options = options if options is not None else RunOptions.from_environ()
     step = _Steps(reporter)
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with step("preflight_s", "pre-flight"):  # 1. every problem at once
         plan = plan_serving(
             config,
-            user=user,
+            user=user_config if user_config is not None else load_user_config(),
             sampler=sampler,
             telemetry=telemetry,
             strict=options.strict,
@@ -102,9 +98,7 @@ def run_serving_experiment(
         with step("load_s", "starting the server"):  # 3. up and healthy
             server = cleanup.enter_context(start_server(plan, run_dir))
         with step("baseline_s", "baseline", add=True):  # idle, model resident
-            baseline, baseline_note = take_baseline(
-                plan, reporter, engine=serving_engine_state(plan), state=SERVING_STATE
-            )
+            baseline, baseline_note = _baseline(plan, reporter)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
         with step("warmup_s", "warm-up"):  # 4. warm-up, thermal floor
@@ -172,6 +166,11 @@ def _write(result: ExperimentResult, run_dir: Path) -> Path:
     if log.is_file():
         log.replace(folder / "server.log")
     return folder
+
+
+def _baseline(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+    """Idle power with the server up and its model loaded, keyed on the server's state."""
+    return take_baseline(plan, reporter, engine=serving_engine_state(plan), state=SERVING_STATE)
 
 
 def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:

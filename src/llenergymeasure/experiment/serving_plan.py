@@ -106,16 +106,7 @@ def plan_serving(
     serving = config.serving
     found = Problems()
     attempt = found.attempt
-    launch = serving.server == "launch"
-    model = attempt(lambda: resolve_model(config.task.model)) if launch else _local_model(config)
-    runner = attempt(lambda: _server_python(config, user)) if launch else None
-    if launch and serving.launch.port is not None:
-        attempt(lambda: check_port_free(serving.launch.port or 0))
-    model_name = config.task.model
-    if not launch:
-        model_name = attempt(lambda: _served_model(config, serving)) or model_name
-        # its tokenizer counts tokens only when the server serves that very model
-        model = model if model_name == config.task.model else None
+    model, runner, model_name = _server(config, serving, user, found)
     prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
     devices = _devices(config)
     on_gpu = any(d.startswith("cuda") for d in devices)
@@ -125,11 +116,11 @@ def plan_serving(
     found.messages.extend(_period_problems(serving, schedule, min_window_s))
     server_process = ServerProcess()
     gpus = _gpus(config, devices, model, strict, nvml, os.environ if environ is None else environ)
-    found.messages.extend(gpus.problems)
     chosen = attempt(
         lambda: _sampler(config, user, devices, sampler, telemetry, server_process, nvml)
     )
-    if found.messages or chosen is None or prompts is None:
+    if found.messages or gpus.problems or chosen is None or prompts is None:
+        found.messages.extend(gpus.problems)
         raise found.error("no energy sampler")
     picked, reason, sources = chosen
     return ServingPlan(
@@ -152,6 +143,24 @@ def plan_serving(
         scope_gpus=gpus.scope,
         driver_version=gpus.driver,
     )
+
+
+def _server(
+    config: ExperimentConfig, serving: ServingConfig, user: UserConfig, found: Problems
+) -> tuple[ResolvedModel | None, Path | None, str]:
+    """The model here, the interpreter of a launched server, the model the requests name."""
+    attempt = found.attempt
+    launch = serving.server == "launch"
+    model = attempt(lambda: resolve_model(config.task.model)) if launch else _local_model(config)
+    runner = attempt(lambda: _server_python(config, user)) if launch else None
+    if launch and serving.launch.port is not None:
+        attempt(lambda: check_port_free(serving.launch.port or 0))
+    model_name = config.task.model
+    if not launch:
+        model_name = attempt(lambda: _served_model(config, serving)) or model_name
+        # its tokenizer counts tokens only when the server serves that very model
+        model = model if model_name == config.task.model else None
+    return model, runner, model_name
 
 
 @dataclass(frozen=True)
