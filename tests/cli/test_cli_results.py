@@ -261,3 +261,11 @@ def test_results_help_imports_neither_pandas_nor_pyarrow(tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_force_help_names_what_it_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "results", "compare", "--help")
+    assert code == 0
+    help_text = " ".join(out.split())
+    for what in ("methodology versions", "GPU models", "GPU power limits", "energy methods"):
+        assert what in help_text

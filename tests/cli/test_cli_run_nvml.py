@@ -129,8 +129,27 @@ def test_run_time_options_do_not_change_what_is_measured(tmp_path: Path) -> None
     assert read(flagged_folder, "result.json")["measurement_config_hash"] == plain_hash
 
 
-def test_a_bad_lock_timeout_is_one_error_line(tmp_path: Path) -> None:
-    proc, _ = llem_on_h200(tmp_path, "--lock-timeout", "-2")
+@pytest.mark.parametrize(
+    ("args", "environ"),
+    [
+        (("--lock-timeout", "-2"), {}),
+        (("--lock-timeout", "inf"), {}),
+        (("--lock-timeout", "1e9"), {}),
+        ((), {"LLEM_LOCK_TIMEOUT_S": "inf"}),
+    ],
+    ids=["negative", "infinite", "absurd", "infinite-in-the-environment"],
+)
+def test_a_bad_lock_timeout_is_one_error_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    environ: dict[str, str],
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    proc, folder = llem_on_h200(tmp_path, *args)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[0].startswith("error: --lock-timeout must be 0")
-    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --lock-timeout (LLEM_LOCK_TIMEOUT_S)")
+    assert "must be 0 to 86400 seconds" in lines[0]
+    assert folder == tmp_path  # no run folder was written

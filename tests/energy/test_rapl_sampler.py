@@ -83,14 +83,14 @@ def test_window_energy_per_domain_from_counter_deltas(tmp_path: Path) -> None:
         "cpu:0": pytest.approx(12.0),
         "dram:0": pytest.approx(2.0),
         "cpu:1": pytest.approx(7.5),
-        "dram:1": 0.0,
+        "dram:1": None,  # did not advance in 4 s: stalled, no figure (never 0 J)
     }
     assert {d.method for d in reading.domains} == {"counter"}
     assert {d.source for d in reading.domains} == {"rapl"}
-    assert reading.measured_j == pytest.approx(21.5)
     assert reading.duration_s == pytest.approx(4.0)
     assert reading.confidence == "high"
-    assert reading.warnings == ()
+    (stalled,) = reading.warnings
+    assert str(stalled).startswith("dram:1: the RAPL counter did not advance over the 4.00 s")
     assert reading.details["zones"] == {
         "intel-rapl:0": "cpu:0",
         "intel-rapl:0:1": "dram:0",
@@ -113,6 +113,7 @@ def test_a_counter_that_went_down_wrapped_once(tmp_path: Path) -> None:
 
     sampler.begin()
     set_counter(zones["cpu:0"], 671_150)
+    set_counter(zones["dram:0"], 100_000)
     reading = sampler.end()
 
     # (max - begin) + end = 328_850 + 671_150 µJ
@@ -175,16 +176,38 @@ def test_a_counter_that_vanishes_mid_window_is_null_with_a_warning(tmp_path: Pat
 
     sampler.begin()
     set_counter(zones["cpu:0"], 5_000_000)
+    set_counter(zones["dram:0"], 300_000)
+    set_counter(zones["dram:1"], 200_000)
     (zones["cpu:1"] / "energy_uj").unlink()
     reading = sampler.end()
 
     energy = by_domain(reading)
     assert energy["cpu:0"] == pytest.approx(5.0)
     assert energy["cpu:1"] is None
-    assert energy["dram:1"] == 0.0
+    assert energy["dram:1"] == pytest.approx(0.2)
     (warning,) = reading.warnings
     assert "cpu:1" in warning
     assert "became unreadable during the window" in warning
+
+
+def test_a_counter_that_did_not_advance_is_null_never_zero_unless_the_window_is_tiny(
+    tmp_path: Path,
+) -> None:
+    zones = make_tree(tmp_path, n_packages=1)
+    set_counter(zones["cpu:0"], 1_000)
+    for clock, stalled in ((Script(0.0, 2.0), True), (Script(0.0, 0.01), False)):
+        sampler = RaplSampler(tmp_path, clock=clock)
+        sampler.begin()
+        set_counter(zones["dram:0"], 0)  # neither counter moves
+        reading = sampler.end()
+        energy = by_domain(reading)
+        if stalled:
+            assert energy == {"cpu:0": None, "dram:0": None}
+            assert reading.measured_j is None
+            assert len(reading.warnings) == 2
+            assert all("did not advance" in w and "stalled or reset" in w for w in reading.warnings)
+        else:  # 10 ms may fall between two updates: no evidence of a stall
+            assert energy == {"cpu:0": 0.0, "dram:0": 0.0} and reading.warnings == ()
 
 
 def test_amd_rapl_family_and_amd_under_intel_names(tmp_path: Path) -> None:

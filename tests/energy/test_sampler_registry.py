@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,11 @@ from llenergymeasure.energy.registry import sampler_class, sampler_names, select
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.testing.fake_powercap import make_tree
 from llenergymeasure.testing.h200 import h200_nvml
-from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
+from llenergymeasure.testing.simulated_nvml import (
+    NVMLError_DriverNotLoaded,
+    SimulatedGpu,
+    SimulatedNvml,
+)
 
 
 def test_table_loads_the_classes() -> None:
@@ -92,7 +99,51 @@ def test_auto_on_cuda_without_a_readable_nvml_fails_instead_of_measuring_the_cpu
             powercap_root=tmp_path,
         )
     assert caught.value.message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
+    # pynvml imported (it is a dependency) and failed at the driver, not at the import
+    assert "NVML could not initialise: " in caught.value.message
+    assert "not installed" not in caught.value.message
     assert caught.value.hint is not None and "energy_sampler" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("pynvml", "nvml", "reason"),
+    [
+        (None, None, "pynvml not installed: pip install nvidia-ml-py"),
+        ("kept", h200_nvml(init_error=NVMLError_DriverNotLoaded), "could not initialise: Driver"),
+    ],
+    ids=["no-pynvml", "no-driver"],
+)
+def test_the_cuda_pre_flight_failure_says_whether_pynvml_or_the_driver_is_missing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pynvml: str | None,
+    nvml: object,
+    reason: str,
+) -> None:
+    if pynvml is None:
+        monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` fails
+    with pytest.raises(EnergyError) as caught:
+        select_sampler(
+            "auto",
+            watts_per_thread=10.0,
+            tdp_source="x",
+            devices=["cuda:0"],
+            powercap_root=tmp_path,
+            nvml=nvml,
+        )
+    message = caught.value.message
+    assert message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
+    assert message.endswith(reason) if pynvml is None else reason in message
+    assert ("not installed" in message) is (pynvml is None)
+
+
+def test_nvidia_ml_py_is_a_dependency_and_pynvml_imports() -> None:
+    requires = importlib.metadata.requires("llenergymeasure") or []
+    names = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requires}
+    assert "nvidia-ml-py" in names
+    assert not any(r.lower().startswith("nvidia-ml-py") and "extra ==" in r for r in requires)
+    module = importlib.import_module("pynvml")
+    assert callable(module.nvmlInit)
 
 
 def test_auto_on_cuda_with_nvml_measures_the_gpu_and_the_cpu_apart(tmp_path: Path) -> None:

@@ -108,6 +108,46 @@ def test_reason_counters_replace_sampled_bits_where_nvml_keeps_them() -> None:
     assert "throttling" not in [w.code for w in trace_warnings(trace, counters=quiet)]
 
 
+def test_a_counter_far_below_the_sampled_bits_gives_way_to_them() -> None:
+    # 4.875 s of 0x4 in the bits; a counter read as ns that a driver kept in µs says 4.9 ms
+    trace = _trace({"gpu:0": _gpu("gpu:0", [SW_POWER_CAP] * 40)})
+    summary = summarise_thermal(trace, counters={"gpu:0": {"sw_power_cap": 0.004875}})["gpu:0"]
+    assert summary.power_capped_s == pytest.approx(39 * STEP_S)
+    source = summary.reason_sources["sw_power_cap"]
+    assert source.startswith("sampled (NVML's duration counter disagreed")
+    assert "sampled bits show 4.88 s" in source
+
+
+def test_a_counter_longer_than_the_window_or_going_backwards_gives_way_to_the_bits() -> None:
+    reasons = [SW_THERMAL if 8 <= i < 16 else 0 for i in range(40)]
+    trace = _trace({"gpu:0": _gpu("gpu:0", reasons)})
+    t0, t1 = 0.0, 39 * STEP_S
+    for counted_s, why in ((50.0, "in a 4.88 s window"), (-0.3, "went backwards")):
+        counters = {"gpu:0": {"sw_thermal_slowdown": counted_s}}
+        summary = summarise_thermal(trace, t0, t1, counters=counters)["gpu:0"]
+        assert summary.seconds_by_reason["sw_thermal_slowdown"] == pytest.approx(8 * STEP_S)
+        assert why in summary.reason_sources["sw_thermal_slowdown"]
+        assert summary.throttled_s == pytest.approx(8 * STEP_S)
+
+
+def test_a_counter_short_of_a_brief_sampled_stretch_is_believed() -> None:
+    # two samples (0.25 s) of bits are too coarse to judge a counter that saw 1 ms
+    reasons = [SW_THERMAL if i in (3, 4) else 0 for i in range(40)]
+    trace = _trace({"gpu:0": _gpu("gpu:0", reasons)})
+    counters = {"gpu:0": {"sw_thermal_slowdown": 0.001}}
+    summary = summarise_thermal(trace, 0.0, 39 * STEP_S, counters=counters)["gpu:0"]
+    assert summary.reason_sources["sw_thermal_slowdown"] == "counter"
+    assert summary.throttled_s == pytest.approx(0.25)  # any reason at all: the bits' stretch
+
+
+def test_an_implausible_counter_without_bits_is_no_figure() -> None:
+    trace = _trace({"gpu:0": _gpu("gpu:0", [None] * 10)})
+    counters = {"gpu:0": {"sw_power_cap": 99.0}}
+    summary = summarise_thermal(trace, 0.0, 9 * STEP_S, counters=counters)["gpu:0"]
+    assert summary.power_capped_s is None and summary.throttled_s is None
+    assert summary.reason_sources["sw_power_cap"].startswith("none (")
+
+
 def test_throttling_is_clipped_to_the_window_and_carried_in_from_before_it() -> None:
     # Throttled from sample 4 (0.5 s) to sample 12 (1.5 s); the window is [1.0625, 1.25].
     reasons = [HW_POWER_BRAKE | HW_SLOWDOWN if 4 <= i < 12 else 0 for i in range(20)]

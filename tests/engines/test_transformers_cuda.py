@@ -1,4 +1,6 @@
-"""The transformers engine on a CUDA GPU (run by scripts/gpu-check.sh; skipped without one)."""
+"""The transformers engine on a CUDA GPU: `pytest -m gpu` on a GPU machine with the dev
+environment (skipped without one). scripts/gpu-check.sh does not run these: the offline
+device machine has no pytest; it checks the same paths through `llem` itself."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from test_flops import SMOLLM2_135M
 
@@ -118,3 +120,12 @@ def test_the_flops_headline_follows_the_compute_account_or_falls_back() -> None:
     assert fallback is not None and fallback.total == 2 * 106_203_456 * 26
     assert "does not describe its shape" in fallback.method
     assert flops_result(None, _info(shape=None, n_non_embedding_params=None), 26, 6, 1.0) is None
+
+
+def test_no_output_token_has_no_flops_per_output_token() -> None:
+    info = _info()
+    silent = [replace(r, n_output_tokens=0) for r in REQUESTS]
+    for compute in (compute_result(info, silent, BATCHES, WINDOW_S), None):
+        headline = flops_result(compute, _info(shape=None) if compute is None else info, 20, 0, 1.0)
+        assert headline is not None and headline.total > 0
+        assert headline.per_output_token is None

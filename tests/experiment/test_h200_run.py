@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from h200_run import Waits, run_h200
+from test_flops import SMOLLM2_135M
 
 from llenergymeasure.energy.running_energy import EnergySoFar
 from llenergymeasure.errors import PreflightError
@@ -177,6 +179,24 @@ def test_6_thermal_slowdown_still_raises_the_throttling_warning() -> None:
     assert "throttling" in codes(result)
 
 
+@pytest.mark.parametrize(
+    ("units_per_s", "why"),
+    [(1e6, "where the sampled bits show"), (1e12, "window")],
+    ids=["microseconds", "picoseconds"],
+)
+def test_6_a_reason_counter_that_disagrees_with_the_bits_gives_way_to_them(
+    units_per_s: float, why: str
+) -> None:
+    # a driver whose counters read 1000 x less (or more) than NVML's nanoseconds
+    result = run_h200(nvml=h200_nvml(gpu={"reason_counter_units_per_s": units_per_s}))
+    (thermal,) = result.thermal
+    source = thermal.reason_sources["sw_power_cap"]
+    assert source.startswith("sampled (NVML's duration counter disagreed") and why in source
+    assert thermal.power_capped_s is not None
+    assert 0.5 < thermal.power_capped_s <= result.window.duration_s + 0.1
+    assert "throttling" not in codes(result)
+
+
 # --- 9. the baseline cache is keyed on the GPUs in scope -----------------------------------
 
 
@@ -191,6 +211,25 @@ def test_9_runs_on_different_gpus_never_share_a_cached_baseline() -> None:
     assert on_1.energy.baseline.note == "measured now"
     assert on_1.energy.baseline.power_w == pytest.approx(150.0, rel=IDLE_TOLERANCE)
     assert on_1.energy.baseline.power_w_by_domain.keys() == {"gpu:1"}
+
+
+def test_9_the_same_cuda_ordinal_on_another_gpu_is_another_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # cuda:0 is GPU 0 under CUDA_VISIBLE_DEVICES=0 and GPU 1 (150 W loaded) under =1: the
+    # device names and the engine's settings are the same, only the UUIDs tell them apart
+    nvml = SimulatedNvml([h200(index=0), h200(index=1, idle_w=110.0)], call_latency_s=0.001)
+    cached = {"measurement": {"baseline": {"strategy": "cached"}}}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    on_0 = run_h200(cached, nvml=nvml)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    on_1 = run_h200(cached, nvml=nvml)
+    assert on_0.energy.baseline is not None and on_1.energy.baseline is not None
+    assert on_0.energy.baseline.power_w == pytest.approx(120.0, rel=IDLE_TOLERANCE)
+    assert on_1.energy.baseline.note == "measured now"
+    assert on_1.energy.baseline.power_w == pytest.approx(150.0, rel=IDLE_TOLERANCE)
+    assert on_1.energy.idle_no_context is not None
+    assert on_1.energy.idle_no_context.power_w == pytest.approx(110.0, rel=IDLE_TOLERANCE)
 
 
 def test_9_a_different_engine_state_is_a_different_baseline() -> None:
@@ -277,7 +316,37 @@ def test_14_latency_and_per_token_figures_of_an_empty_window_are_null() -> None:
     assert result.tokens.n_completed == 0
     assert result.latency.e2e is None and result.latency.ttft is None
     assert result.energy.j_per_output_token is None and result.energy.j_per_request is None
-    assert result.flops is None or result.flops.per_output_token is None
+
+
+class NoOutputTokens(SimulatedGpuEngine):
+    """An engine of a known shape whose every request reads its prompt and stops at once."""
+
+    def load(self, config, model):  # type: ignore[no-untyped-def]
+        loaded = super().load(config, model)
+        loaded.info = replace(loaded.info, shape=SMOLLM2_135M)
+        inner = loaded.generate
+
+        def generate(prepared, *, on_progress=None):  # type: ignore[no-untyped-def]
+            output = inner(prepared, on_progress=on_progress)
+            silent = tuple(
+                replace(r, n_output_tokens=0, itl_ms=None, token_ids=()) for r in output.requests
+            )
+            return replace(output, requests=silent)
+
+        loaded.generate = generate  # type: ignore[method-assign]
+        return loaded
+
+
+def test_14_flops_per_output_token_of_a_window_with_no_output_token_is_null() -> None:
+    nvml = h200_nvml()
+    result = run_h200(
+        {"measurement": {"min_window_s": 0.3}}, nvml=nvml, engine=NoOutputTokens(nvml)
+    )
+    assert result.tokens.n_output_tokens == 0 and result.tokens.n_input_tokens > 0
+    assert result.compute is not None  # the model's shape is known: a real FLOPs account
+    assert result.flops is not None and result.flops.total > 0
+    assert result.flops.per_output_token is None
+    assert result.energy.j_per_output_token is None
 
 
 def test_14_the_short_window_warning_follows_min_window_s() -> None:

@@ -13,13 +13,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.records.result import ExperimentResult
+from llenergymeasure.system.locks import DeviceLocks, runtime_dir
 from llenergymeasure.testing.fake_sampler import FakeEnergySampler
+from llenergymeasure.testing.h200 import h200_nvml
+from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
 
 # Environment variables the tests set for the child (spawn passes the environment).
 PID_FILE_ENV = "LLEM_TEST_PID_FILE"
@@ -90,3 +97,46 @@ def chatty(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
         print("still loading", flush=True)
         time.sleep(0.3)
     return run_experiment(config, reporter=reporter)
+
+
+class _LockProbe:
+    """Passes every event on; at the window, tries the GPU locks the run should hold."""
+
+    def __init__(self, inner: Reporter, uuids: list[str]) -> None:
+        self._inner = inner
+        self._uuids = uuids
+        self.held: list[str] = []
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        if name == "measuring":
+            probe = DeviceLocks(self._uuids, runtime_dir())
+            busy = probe.try_acquire()  # the runs on the other GPUs hold theirs too
+            probe.release()
+            self.held = sorted(u for u, holder in busy.items() if holder.pid == os.getpid())
+        with self._inner.step(name):
+            yield
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def simulated_gpu_locks(config: ExperimentConfig, reporter: Reporter) -> ExperimentResult:
+    """The experiment on cuda:0 of three simulated H200s, as CUDA_VISIBLE_DEVICES shows them
+    (Ray sets it to the GPU it gave the task); fails unless the run held that GPU's lock,
+    and only that one, while it measured."""
+    nvml = h200_nvml(3)
+    uuids = [gpu.uuid for gpu in nvml.gpus]
+    probe = _LockProbe(reporter, uuids)
+    result = run_experiment(
+        config,
+        engine=SimulatedGpuEngine(nvml),
+        nvml=nvml,
+        reporter=probe,
+        options=RunOptions.from_environ(),
+    )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    expected = [uuids[int(visible.split(",")[0])]] if visible else [uuids[0]]
+    if probe.held != expected:
+        raise RuntimeError(f"locks held while measuring: {probe.held}, expected {expected}")
+    return result

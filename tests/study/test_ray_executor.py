@@ -151,6 +151,29 @@ def test_runs_go_one_per_gpu_in_parallel_resting_each_gpu_and_match_the_local_sh
 
 
 @pytest.mark.ray
+def test_each_worker_run_locks_the_gpu_ray_gave_it(cluster: Any, tmp_path: Path) -> None:
+    # three runs side by side on three (simulated) GPUs: each holds its own GPU's lock,
+    # by UUID, while it measures (the target fails the run otherwise)
+    measurement = tiny().measurement.model_copy(
+        update={"energy_sampler": "nvml", "min_window_s": 0.2}
+    )
+    configs = [
+        tiny(token_latency_ms=20, batch_size=b).model_copy(update={"measurement": measurement})
+        for b in range(1, N_GPUS + 1)
+    ]
+    plan = make_plan(configs, n_cycles=1, experiment_gap_s=0, cycle_gap_s=0)
+    outcome = run_study(
+        plan,
+        results_root=tmp_path,
+        executor=RayExecutor(target=child_targets.simulated_gpu_locks),
+    )
+    entries = outcome.manifest.entries
+    assert outcome.status == "completed", [(e.status, e.error) for e in entries]
+    gpu_ids = sorted(e.placement.gpu_ids for e in entries if e.placement is not None)
+    assert gpu_ids == [(str(i),) for i in range(N_GPUS)]
+
+
+@pytest.mark.ray
 def test_package_wide_cpu_readings_of_overlapping_runs_are_flagged_shared(
     cluster: Any, tmp_path: Path
 ) -> None:

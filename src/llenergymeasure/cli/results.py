@@ -183,7 +183,10 @@ results_app.command("status")(status_command)
 def compare_command(
     paths: list[Path] = typer.Argument(..., help="two or more run or study folders"),
     force: bool = typer.Option(
-        False, "--force", help="compare even across methodology versions, devices or energy methods"
+        False,
+        "--force",
+        help="compare even across methodology versions, devices, GPU models, GPU power "
+        "limits or energy methods",
     ),
 ) -> None:
     """Headline metrics side by side, with each column's ratio to the first."""

@@ -321,7 +321,7 @@ def _run_one(
     reporter = NullReporter() if quiet else RichReporter(err)
     if config.mode == "serving":  # the load runs here; a launched server in its environment
         result, folder = run_serving_experiment(
-            config, output_dir=root, reporter=reporter, user_config=user
+            config, output_dir=root, reporter=reporter, user_config=user, options=options
         )
         assert folder is not None
         return result, folder

@@ -168,7 +168,11 @@ def _integration_warning(
 def _reason_seconds(
     window: GpuWindow, reasons_end_s: dict[str, float], duration_s: float
 ) -> tuple[dict[str, float] | None, SamplerWarning | None]:
-    """Seconds per clock-event reason over the window, from NVML's duration counters."""
+    """Seconds per clock-event reason over the window, from NVML's duration counters.
+
+    Implausible deltas are kept (with a warning) for the thermal summary, which checks
+    every counter against the sampled bits and says in its source field why it fell back.
+    """
     common = set(window.reasons_start_s) & set(reasons_end_s)
     if not common:
         return None, None
@@ -176,7 +180,7 @@ def _reason_seconds(
     implausible = {r: s for r, s in deltas.items() if s < 0 or s > duration_s + _REASON_SLACK_S}
     if implausible:
         shown = ", ".join(f"{r} {s:+.3f} s" for r, s in implausible.items())
-        return None, SamplerWarning(
+        return deltas, SamplerWarning(
             "reason_counters",
             f"{window.label}: NVML's clock-event duration counters moved by more than the "
             f"{duration_s:.2f} s window or backwards ({shown}); sampled reason bits are used "

@@ -7,8 +7,21 @@ and from power usage, labelled ``averaged``, where it does not.
 
 Clock-event reasons: NVML keeps a duration counter per reason (nvidia-smi's "Clocks Event
 Reasons Counters"); read at both edges of a window they give the exact time each reason
-was active, with no sampling. Their field ids differ between NVML versions, so they are
-taken from the module's own constants.
+was active, with no sampling.
+
+Unit: nanoseconds. The SW power cap and sync boost counters are the perf-policy counters
+(``NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP = NVML_FI_DEV_PERF_POLICY_POWER = 74``,
+``_SYNC_BOOST = _PERF_POLICY_SYNC_BOOST = 76``), the field form of
+``nvmlDeviceGetViolationStatus``, whose ``nvmlViolationTime_t.violationTime`` NVML's API
+reference documents "in Nanoseconds"; nvidia-smi divides them for its µs display.
+
+Field ids: 74 and 76 are stable, but the three slowdown counters are not.
+nvidia-ml-py 13.x (pynvml.py, the CUDA 13 numbering) has SW_THERM_SLOWDOWN,
+HW_THERM_SLOWDOWN and HW_POWER_BRAKE_SLOWDOWN at 269, 270, 271 and power smoothing at
+251-268; older bindings have them at 251, 252, 253 and power smoothing from 256. They
+are taken from the pynvml module in use, which should match its driver; a mismatch reads
+another field, so :mod:`~llenergymeasure.energy.throttle` cross-checks every counter
+against the sampled reason bits and falls back to the bits when they disagree grossly.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ POWER_SOURCE_TEXT = {
     INSTANT: "the POWER_INSTANT field",
     AVERAGED: "nvmlDeviceGetPowerUsage, a 1 s moving average on Ampere and newer",
 }
-# reason (as named in results) -> the pynvml constant of its duration counter (ns)
+# reason (as named in results) -> the pynvml constant of its duration counter (ns, above)
 REASON_COUNTERS = {
     "sw_power_cap": "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP",
     "sw_thermal_slowdown": "NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN",
@@ -42,7 +55,7 @@ REASON_COUNTERS = {
     "hw_power_brake_slowdown": "NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN",
 }
 _INSTANT_FIELD = 186  # NVML_FI_DEV_POWER_INSTANT, for modules that do not name it
-_NS_PER_S = 1e9
+_NS_PER_S = 1e9  # nvmlViolationTime_t.violationTime is in nanoseconds
 
 
 class GpuReader:

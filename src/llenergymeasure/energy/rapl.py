@@ -35,6 +35,8 @@ _SKIPPED_REASON = (
     "adding them would count energy twice"
 )
 _UJ_PER_J = 1_000_000
+# Shorter than this, a window may fall between two RAPL counter updates (~1 ms apart).
+_MIN_ADVANCE_S = 0.05
 
 
 class RaplSampler:
@@ -105,6 +107,7 @@ class RaplSampler:
             so_far = energy_uj.get(domain, 0)
             energy_uj[domain] = None if so_far is None or delta_uj is None else so_far + delta_uj[0]
         duration_s = self._clock() - window.start_s
+        _null_stalled(energy_uj, duration_s, warnings)
 
         skipped = {z.zone_id: z.name for z in window.zones if z.domain is None}
         details: dict[str, object] = {
@@ -221,6 +224,24 @@ class _Window:
     measured: tuple[RaplZone, ...]
     begin_uj: dict[Path, int]
     warnings: tuple[str, ...]
+
+
+def _null_stalled(energy_uj: dict[str, int | None], duration_s: float, warnings: list[str]) -> None:
+    """A domain whose counters did not advance over the window is no figure, never 0 J.
+
+    A powered CPU package or its DRAM always draws energy and RAPL updates its counters
+    about every millisecond, so no advance means a stalled or reset counter (a counter
+    that went down is taken as one wrap, above).
+    """
+    if duration_s < _MIN_ADVANCE_S:
+        return
+    for domain, uj in energy_uj.items():
+        if uj is not None and uj <= 0:
+            energy_uj[domain] = None
+            warnings.append(
+                f"{domain}: the RAPL counter did not advance over the {duration_s:.2f} s "
+                "window (stalled or reset); its energy is unknown"
+            )
 
 
 def _window_delta_uj(

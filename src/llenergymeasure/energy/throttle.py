@@ -10,6 +10,12 @@ Seconds per reason come from NVML's per-reason duration counters where the sampl
 them (exact, no sampling); otherwise from the sampled bits, where a sample's reasons hold
 from that sample until the device's next one (clipped to the window). Seconds are kept
 per device, never summed across devices.
+
+A counter is checked against the sampled bits before it is believed: one that went
+backwards, that counts more than the window, or under 1 % of the time the bits show
+(over at least half a second of them) is not that reason's duration in nanoseconds (a
+driver reading another unit, or numbering the field ids differently from the pynvml in
+use), so the sampled bits are used and the reason's source says why.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ _REASON_BITS = {**THROTTLE_BITS, POWER_CAP: POWER_CAP_BIT}
 
 # device -> reason -> seconds, from NVML's duration counters over the window
 ReasonCounters = Mapping[str, Mapping[str, float]]
+# The cross-check of a counter against the sampled bits (module docstring): the share of
+# the sampled time below which a counter is not believed, the sampled time it needs to
+# judge, and the slack over the window's length (edges read a few ms apart).
+_MIN_COUNTER_SHARE = 0.01
+_MIN_SAMPLED_S = 0.5
+_WINDOW_SLACK = 1.05
+_WINDOW_SLACK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -215,18 +228,14 @@ def _summarise(
     counted: Mapping[str, float],
 ) -> ThrottleSummary:
     sampled = _sampled_reasons(every, t0, t1)
-    seconds = {reason: s for reason, s in sampled.seconds.items() if s > 0}
-    sources = dict.fromkeys(seconds, "sampled")
-    for reason, counted_s in counted.items():
-        if reason in _REASON_BITS:
-            seconds[reason] = counted_s
-            sources[reason] = "counter"
+    window_s = t1 - t0 if t0 is not None and t1 is not None else None
+    seconds, sources, believed = _merge_counters(sampled, counted, window_s)
     reasons = tuple(r for r in THROTTLE_BITS if seconds.get(r, 0.0) > 0)
-    known = sampled.known or bool(counted)
+    known = sampled.known or bool(believed)
     longest = max((seconds[r] for r in reasons), default=0.0)
     temperatures = [r.temperature_c for r in inside if r.temperature_c is not None]
     clocks = [r.sm_clock_mhz for r in inside if r.sm_clock_mhz is not None]
-    power_cap_known = sampled.known or POWER_CAP in counted
+    power_cap_known = sampled.known or POWER_CAP in believed
     return ThrottleSummary(
         device=device,
         n_samples=len(inside),
@@ -242,6 +251,39 @@ def _summarise(
         seconds_by_reason=seconds,
         reason_sources=sources,
     )
+
+
+def _merge_counters(
+    sampled: _Sampled, counted: Mapping[str, float], window_s: float | None
+) -> tuple[dict[str, float], dict[str, str], set[str]]:
+    """Seconds and source per reason: the counters that pass the cross-check, else the
+    sampled bits; and the reasons whose counter was believed."""
+    seconds = {reason: s for reason, s in sampled.seconds.items() if s > 0}
+    sources = dict.fromkeys(seconds, "sampled")
+    believed: set[str] = set()
+    for reason, counted_s in counted.items():
+        if reason not in _REASON_BITS:
+            continue
+        doubt = _counter_doubt(counted_s, sampled.seconds.get(reason, 0.0), window_s)
+        if doubt is None:
+            seconds[reason], sources[reason] = counted_s, "counter"
+            believed.add(reason)
+        elif sampled.known:
+            sources[reason] = f"sampled (NVML's duration counter disagreed: {doubt})"
+        else:
+            sources[reason] = f"none (NVML's duration counter was not believed: {doubt})"
+    return seconds, sources, believed
+
+
+def _counter_doubt(counted_s: float, sampled_s: float, window_s: float | None) -> str | None:
+    """Why a reason's counter cannot be its duration in the window, or None."""
+    if counted_s < 0:
+        return "it went backwards"
+    if window_s is not None and counted_s > window_s * _WINDOW_SLACK + _WINDOW_SLACK_S:
+        return f"it counted {counted_s:.3g} s in a {window_s:.3g} s window"
+    if sampled_s >= _MIN_SAMPLED_S and counted_s < _MIN_COUNTER_SHARE * sampled_s:
+        return f"it counted {counted_s:.3g} s where the sampled bits show {sampled_s:.3g} s"
+    return None
 
 
 @dataclass

@@ -56,6 +56,11 @@ class ZeusSampler:
         self._monitor: Any = None
         self._open = False
 
+    @property
+    def reads_cpu_packages(self) -> bool:
+        """Whether Zeus reads the CPU packages' RAPL counters (whole packages, every process)."""
+        return self.cpu_indices is None or bool(self.cpu_indices)
+
     def probe(self) -> Availability:
         """Available when Zeus imports and its monitor starts on the requested GPUs."""
         try:

@@ -28,6 +28,7 @@ from llenergymeasure.energy.baseline import (
     obtain_baseline,
     obtain_idle_figure,
 )
+from llenergymeasure.experiment.gpu_checks import MeasuredScope
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.reporter import Reporter
 
@@ -35,6 +36,7 @@ __all__ = [
     "LOADED_STATE",
     "NO_CONTEXT_STATE",
     "baseline_key",
+    "engine_state",
     "take_baseline",
     "take_idle_no_context",
 ]
@@ -43,16 +45,19 @@ LOADED_STATE = "engine loaded and idle (model resident, CUDA context held on a G
 NO_CONTEXT_STATE = "no CUDA context on the GPUs in scope (before the model loaded)"
 
 
-def baseline_key(plan: Plan, state: str) -> str:
-    """Cache identity: sampler, host, scope (GPU UUIDs, driver), idle state, engine state."""
+def baseline_key(plan: MeasuredScope, state: str, engine: str | None = None) -> str:
+    """Cache identity: sampler, host, scope (GPU UUIDs, driver), idle state, and ``engine``,
+    what the loaded engine holds on the devices (for a baseline taken with it loaded)."""
     parts = [plan.sampler.name, socket.gethostname(), *plan.devices, state]
     parts += [gpu.uuid for gpu in plan.scope_gpus] + [plan.driver_version or "?"]
-    if state == LOADED_STATE:
-        parts.append(_engine_state(plan))
+    if engine is not None:
+        parts.append(engine)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def take_idle_no_context(plan: Plan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+def take_idle_no_context(
+    plan: MeasuredScope, reporter: Reporter
+) -> tuple[Baseline | None, str | None]:
     """The GPUs' idle power with no CUDA context, or None with the reason there is none."""
     config = plan.config.measurement.baseline
     reason = _not_applicable(plan)
@@ -76,25 +81,35 @@ def take_idle_no_context(plan: Plan, reporter: Reporter) -> tuple[Baseline | Non
     return figure, None
 
 
-def take_baseline(plan: Plan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
-    """The baseline with the engine loaded, or None with the reason there is none."""
+def take_baseline(
+    plan: MeasuredScope,
+    reporter: Reporter,
+    *,
+    engine: str,
+    state: str = LOADED_STATE,
+) -> tuple[Baseline | None, str | None]:
+    """The baseline with the engine loaded, or None with the reason there is none.
+
+    ``engine`` is what the loaded engine holds (:func:`engine_state` for an offline run);
+    the cache keys on it, on ``state`` and on the scope.
+    """
     reason = _not_applicable(plan)
     if reason is not None:
         return None, reason
     baseline = obtain_baseline(
         plan.sampler,
         plan.config.measurement.baseline,
-        key=baseline_key(plan, LOADED_STATE),
+        key=baseline_key(plan, state, engine),
         cache=_cache(),
         sources=plan.sources,
         interval_ms=plan.config.measurement.sample_interval_ms,
         sleep=lambda seconds: reporter.wait(seconds, "baseline: idle power, engine loaded"),
-        state=LOADED_STATE,
+        state=state,
     )
     return baseline, None
 
 
-def _not_applicable(plan: Plan) -> str | None:
+def _not_applicable(plan: MeasuredScope) -> str | None:
     if not plan.config.measurement.baseline.enabled:
         return "disabled (measurement.baseline.enabled: false)"
     if not plan.sampler.needs_baseline:
@@ -105,7 +120,7 @@ def _not_applicable(plan: Plan) -> str | None:
     return None
 
 
-def _engine_state(plan: Plan) -> str:
+def engine_state(plan: Plan) -> str:
     """What the loaded engine holds on the devices: engine, its settings, the model."""
     config = plan.config
     section = getattr(config, config.engine, None)

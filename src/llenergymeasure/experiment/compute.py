@@ -97,7 +97,10 @@ def compute_result(
 def flops_result(
     compute: ComputeResult | None, info: ModelInfo, n_tokens: int, n_output: int, window_s: float
 ) -> FlopsResult | None:
-    """The FLOPs headline: from the compute account, else 2 x non-embedding parameters."""
+    """The FLOPs headline: from the compute account, else 2 x non-embedding parameters.
+
+    ``per_output_token`` is None when the window made no output token (never the total).
+    """
     if compute is not None:
         total, method = compute.total_flops, COMPUTE_METHOD
     elif info.n_non_embedding_params is not None and n_tokens > 0:
@@ -110,7 +113,7 @@ def flops_result(
         return None
     return FlopsResult(
         total=total,
-        per_output_token=total / n_output if n_output else total,
+        per_output_token=total / n_output if n_output > 0 else None,
         achieved_flops_per_s=total / window_s if window_s > 0 else 0.0,
         method=method,
         confidence="medium",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from llenergymeasure.errors import PreflightError
+from llenergymeasure.experiment.gpu_checks import MeasuredScope
 from llenergymeasure.experiment.options import RunOptions
-from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.system.locks import DeviceLocks, LockHolder, locks_supported, runtime_dir
 
@@ -25,17 +25,27 @@ CPU_PACKAGES_KEY = "cpu-packages-rapl"
 _RETRY_S = 1.0
 
 
-def device_lock_keys(plan: Plan) -> dict[str, str]:
+def device_lock_keys(plan: MeasuredScope) -> dict[str, str]:
     """Lock key -> what it guards, for messages: GPU UUIDs in scope, RAPL's CPU packages."""
     keys = {gpu.uuid: f"{gpu.device} ({gpu.name}, {gpu.uuid})" for gpu in plan.scope_gpus}
-    if "rapl" in plan.sampler.name.split("+"):
+    if _reads_cpu_packages(plan.sampler):
         keys[CPU_PACKAGES_KEY] = "the CPU packages (RAPL)"
     return keys
 
 
+def _reads_cpu_packages(sampler: object) -> bool:
+    """Whether the sampler, or a part of a composite, reads RAPL: ``rapl`` itself, or a
+    sampler that says so (Zeus measuring CPUs)."""
+    parts = getattr(sampler, "parts", None) or (sampler,)
+    return any(
+        getattr(part, "name", None) == "rapl" or getattr(part, "reads_cpu_packages", False)
+        for part in parts
+    )
+
+
 @contextmanager
 def locked_devices(
-    plan: Plan,
+    plan: MeasuredScope,
     options: RunOptions,
     reporter: Reporter,
     *,

@@ -11,10 +11,13 @@ ours, or the load would fail or spill.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
 
 from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.nvml_scope import cuda_ordinal, gpu_indices_in_scope, visible_gpus
+from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.errors import LlemError
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
@@ -22,6 +25,7 @@ from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
 __all__ = [
     "AUTO_DEVICE_MAPS",
     "MeasuredDevices",
+    "MeasuredScope",
     "device_problems",
     "host_setup_warnings",
     "measured_devices",
@@ -31,6 +35,29 @@ __all__ = [
 
 # transformers/accelerate placements that may use every visible GPU
 AUTO_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
+
+
+class MeasuredScope(Protocol):
+    """What a run measures, as the baseline, the idle figures and the device locks need it:
+    an offline run's plan and a serving run's plan both are one."""
+
+    @property
+    def config(self) -> ExperimentConfig: ...
+
+    @property
+    def sampler(self) -> EnergySampler: ...
+
+    @property
+    def devices(self) -> list[str]: ...
+
+    @property
+    def scope_gpus(self) -> tuple[GpuInfo, ...]: ...
+
+    @property
+    def driver_version(self) -> str | None: ...
+
+    @property
+    def sources(self) -> tuple[TelemetrySource, ...]: ...
 
 
 class MeasuredDevices:
@@ -96,13 +123,20 @@ def scope_gpus(
 
 
 def sharing(
-    scope: Sequence[GpuInfo], memory_estimate_mib: float | None, *, pid: int | None = None
+    scope: Sequence[GpuInfo],
+    memory_estimate_mib: float | None,
+    *,
+    ours: Collection[int] | None = None,
 ) -> list[MeasurementWarning]:
-    """Other processes on the GPUs in scope, and a model larger than their free memory."""
-    me = os.getpid() if pid is None else pid
+    """Other processes on the GPUs in scope, and a model larger than their free memory.
+
+    ``ours`` are the processes whose work is the run's (by default this process; a serving
+    run adds the endpoint's server and its children).
+    """
+    mine = {os.getpid()} if ours is None else set(ours)
     found = []
     for gpu in scope:
-        others = [p for p in gpu.processes or () if p.pid != me]
+        others = [p for p in gpu.processes or () if p.pid not in mine]
         if others:
             shown = ", ".join(
                 f"PID {p.pid} ({p.name or 'name unknown'}"

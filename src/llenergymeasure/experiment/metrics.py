@@ -20,12 +20,10 @@ from llenergymeasure.experiment.phase_energy import phase_energy
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.trace_view import TraceView
 from llenergymeasure.experiment.validity import measurement_warnings
-from llenergymeasure.records.compute import ComputeResult
 from llenergymeasure.records.energy import EnergyResult, PowerResult
 from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.records.result import (
     ExperimentResult,
-    FlopsResult,
     LatencyResult,
     LatencyStats,
     MemoryResult,
@@ -132,7 +130,7 @@ def build_result(
         energy=energy,
         power=_power(energy, view, s),
         warmup=warmup,
-        flops=_flops(compute, info, n_in, n_out, s),
+        flops=flops_result(compute, info, n_in + n_out, n_out, s),
         memory=_memory(window, info),
         timings=timings,
         environment=_with_scope(environment, plan),
@@ -179,15 +177,6 @@ def _throughput(n_in: int, n_out: int, n_requests: int, duration_s: float) -> Th
         total_tokens_per_s=(n_in + n_out) / duration_s,
         requests_per_s=n_requests / duration_s,
     )
-
-
-def _flops(
-    compute: ComputeResult | None, info: ModelInfo, n_in: int, n_out: int, duration_s: float
-) -> FlopsResult | None:
-    flops = flops_result(compute, info, n_in + n_out, n_out, duration_s)
-    if flops is not None and n_out == 0:  # no output token: no figure per output token
-        flops = flops.model_copy(update={"per_output_token": None})
-    return flops
 
 
 def _identity(plan: Plan, info: ModelInfo) -> ModelIdentity:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 from llenergymeasure.errors import ConfigError
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "RunOptions"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "MAX_LOCK_TIMEOUT_S", "RunOptions"]
 
 # Long enough to outwait another run's baseline and short window, short enough that a
 # run queued behind a long study says so within minutes.
 DEFAULT_LOCK_TIMEOUT_S = 300.0
+# A day: longer is no wait but a hang (an infinite one never fails).
+MAX_LOCK_TIMEOUT_S = 86_400.0
 _STRICT = "LLEM_STRICT"
 _NO_LOCK = "LLEM_NO_LOCK"
 _LOCK_TIMEOUT = "LLEM_LOCK_TIMEOUT_S"
@@ -39,9 +41,10 @@ class RunOptions:
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 
     def __post_init__(self) -> None:
-        if not self.lock_timeout_s >= 0:
+        if not 0 <= self.lock_timeout_s <= MAX_LOCK_TIMEOUT_S:  # NaN fails too
             raise ConfigError(
-                f"--lock-timeout must be 0 or more seconds, got {self.lock_timeout_s}"
+                f"--lock-timeout ({_LOCK_TIMEOUT}) must be 0 to {MAX_LOCK_TIMEOUT_S:g} "
+                f"seconds, got {self.lock_timeout_s:g}"
             )
 
     @classmethod

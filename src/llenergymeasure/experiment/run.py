@@ -15,7 +15,11 @@ from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace, Trace
 from llenergymeasure.engines.base import Engine, ModelInfo
-from llenergymeasure.experiment.baseline import take_baseline, take_idle_no_context
+from llenergymeasure.experiment.baseline import (
+    engine_state,
+    take_baseline,
+    take_idle_no_context,
+)
 from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
 from llenergymeasure.experiment.measurement import Window, measure_window
@@ -62,6 +66,8 @@ def run_experiment(
             telemetry=telemetry,
             reporter=reporter,
             user_config=user_config,
+            options=options,
+            nvml=nvml,
         )[0]
     reporter = reporter or NullReporter()
     user = user_config if user_config is not None else load_user_config()
@@ -126,7 +132,7 @@ def _measure(plan: Plan, options: RunOptions, reporter: Reporter, clock: _StepCl
         with clock("load_s"), reporter.step("loading model"):  # 4. load
             model = cleanup.enter_context(closing(load_model(plan)))
         with clock("baseline_s", add=True), reporter.step("baseline"):  # 5. loaded, idle
-            baseline = take_baseline(plan, reporter)
+            baseline = take_baseline(plan, reporter, engine=engine_state(plan))
         with clock("prepare_s"), reporter.step("preparing prompts"):  # 6. outside the window
             prompts = prepare_prompts(plan, model)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()

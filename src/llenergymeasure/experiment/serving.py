@@ -1,8 +1,11 @@
 """The serving experiment spine (``mode: serving``): a server under an arrival process.
 
 1. pre-flight (``serving_plan``); the environment snapshot starts in the background;
-2. the server: launched and health-checked (its log in the run folder), or the endpoint;
-3. baseline: idle power with the server up and the model loaded, before any request;
+2. the devices locked (one lock per GPU UUID in scope, one for RAPL's CPU packages) until
+   the server stops; for a launched server, the GPUs' idle power with no CUDA context;
+3. the server: launched and health-checked (its log in the run folder), or the endpoint;
+   baseline: idle power with the server up and the model loaded, before any request (an
+   endpoint's server already holds its context, so it has no no-context figure);
 4. the power trace starts; warm-up requests (and the thermal floor on a GPU);
 5. the load (``serving_load``): arrivals on schedule, every token timed; the energy
    sampler's window is the steady-state window, between ramp-up and drain;
@@ -16,8 +19,7 @@ incomplete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import socket
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -26,12 +28,14 @@ from pathlib import Path
 
 from llenergymeasure.config.loading import UserConfig, load_user_config
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.config.paths import cache_root
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.baseline import Baseline, BaselineCache, obtain_baseline
+from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.errors import ServerError
+from llenergymeasure.experiment.baseline import take_baseline, take_idle_no_context
+from llenergymeasure.experiment.device_lock import locked_devices
+from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.serving_load import (
     Driven,
@@ -47,9 +51,15 @@ from llenergymeasure.records.result import ExperimentResult, TimingResult
 from llenergymeasure.serving.client import InFlight
 from llenergymeasure.serving.load import LoadAbortedError, LoadRecord
 from llenergymeasure.serving.metrics import TokenCounter, finished_records
-from llenergymeasure.system.environment import EnvironmentCapture
+from llenergymeasure.system.environment import EnvironmentCapture, capture_environment
 
-__all__ = ["run_serving_experiment"]
+__all__ = ["SERVING_STATE", "run_serving_experiment", "serving_engine_state"]
+
+SERVING_STATE = "server up, model loaded, idle (before any request)"
+_ENDPOINT_NO_IDLE = (
+    "not measured: the endpoint's server already held its CUDA context when the run began, "
+    "so the GPUs' idle power without one cannot be read"
+)
 
 
 def run_serving_experiment(
@@ -60,21 +70,34 @@ def run_serving_experiment(
     telemetry: Sequence[TelemetrySource] | None = None,
     reporter: Reporter | None = None,
     user_config: UserConfig | None = None,
+    options: RunOptions | None = None,
+    nvml: object | None = None,
 ) -> tuple[ExperimentResult, Path | None]:
     """Run one serving experiment; with ``output_dir`` write it there, and return the
-    result and its folder (None without ``output_dir``)."""
+    result and its folder (None without ``output_dir``). ``options`` (strict, device locks)
+    default to the environment's; ``nvml`` stands in for pynvml (tests)."""
     reporter = reporter or NullReporter()
-    user = user_config if user_config is not None else load_user_config()
+    options = options if options is not None else RunOptions.from_environ()
     step = _Steps(reporter)
-    environment = EnvironmentCapture().start()
+    environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with step("preflight_s", "pre-flight"):  # 1. every problem at once
-        plan = plan_serving(config, user=user, sampler=sampler, telemetry=telemetry)
+        plan = plan_serving(
+            config,
+            user=user_config if user_config is not None else load_user_config(),
+            sampler=sampler,
+            telemetry=telemetry,
+            strict=options.strict,
+            nvml=nvml,
+        )
     run_dir = _run_dir(plan, output_dir)
-    with ExitStack() as cleanup:  # released in reverse: trace, server, telemetry sources
+    with ExitStack() as cleanup:  # released in reverse: trace, server, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
-        with step("load_s", "starting the server"):  # 2. up and healthy
+        cleanup.enter_context(locked_devices(plan, options, reporter))  # 2. the devices
+        with step("baseline_s", "idle power before the server starts"):
+            idle = _idle_no_context(plan, reporter)
+        with step("load_s", "starting the server"):  # 3. up and healthy
             server = cleanup.enter_context(start_server(plan, run_dir))
-        with step("baseline_s", "baseline"):  # 3. idle, model resident
+        with step("baseline_s", "baseline", add=True):  # idle, model resident
             baseline, baseline_note = _baseline(plan, reporter)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
@@ -93,6 +116,7 @@ def run_serving_experiment(
         environment=environment.result(),
         baseline=baseline,
         baseline_note=baseline_note,
+        idle_no_context=idle,
         trace=recorded,
         count_tokens=_token_counter(plan, driven.record.requests),
     )
@@ -145,26 +169,28 @@ def _write(result: ExperimentResult, run_dir: Path) -> Path:
 
 
 def _baseline(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
-    """Idle power of the devices with the server up: for samplers that read whole devices."""
-    config = plan.config.measurement.baseline
-    if not config.enabled:
-        return None, "disabled (measurement.baseline.enabled: false)"
-    if not plan.sampler.needs_baseline:
-        return None, (
-            f"not applicable: the `{plan.sampler.name}` sampler attributes energy to the "
-            "server's processes only, so idle power is not in its figure"
-        )
-    key = "|".join(["serving", plan.sampler.name, socket.gethostname(), *plan.devices])
-    baseline = obtain_baseline(
-        plan.sampler,
-        config,
-        key=hashlib.sha256(key.encode()).hexdigest()[:16],
-        cache=BaselineCache(cache_root() / "baselines"),
-        sources=plan.sources,
-        interval_ms=plan.config.measurement.sample_interval_ms,
-        sleep=lambda seconds: reporter.wait(seconds, "baseline: measuring idle power"),
-    )
-    return baseline, None
+    """Idle power with the server up and its model loaded, keyed on the server's state."""
+    return take_baseline(plan, reporter, engine=serving_engine_state(plan), state=SERVING_STATE)
+
+
+def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+    """Before a launched server starts, the GPUs' idle power with no CUDA context."""
+    if plan.serving.server == "endpoint" and plan.scope_gpus:
+        return None, _ENDPOINT_NO_IDLE
+    return take_idle_no_context(plan, reporter)
+
+
+def serving_engine_state(plan: ServingPlan) -> str:
+    """What the server holds on the devices, for the baseline cache: a launched server's
+    engine, settings, model and launch arguments; an endpoint's address and served model."""
+    config = plan.config
+    if plan.serving.server == "endpoint":
+        return json.dumps(["endpoint", plan.serving.endpoint, plan.model_name])
+    section = getattr(config, config.engine, None)
+    settings = section.model_dump(mode="json") if section is not None else None
+    model = str(plan.model.path) if plan.model is not None else plan.model_name
+    launch = plan.serving.launch.extra_args
+    return json.dumps(["launch", config.engine, settings, model, launch], sort_keys=True)
 
 
 def _token_counter(plan: ServingPlan, requests: Sequence[InFlight]) -> TokenCounter | None:
@@ -191,13 +217,14 @@ class _Steps:
         self._seconds: dict[str, float] = {"prepare_s": 0.0}  # prompts load in pre-flight
 
     @contextmanager
-    def __call__(self, key: str, name: str) -> Iterator[None]:
+    def __call__(self, key: str, name: str, *, add: bool = False) -> Iterator[None]:
         began_s = time.perf_counter()
         with self._reporter.step(name):
             try:
                 yield
             finally:
-                self._seconds[key] = time.perf_counter() - began_s
+                spent_s = time.perf_counter() - began_s
+                self._seconds[key] = spent_s + (self._seconds.get(key, 0.0) if add else 0.0)
 
     def timings(self, record: LoadRecord) -> TimingResult:
         """Every step's seconds, the window's, and the whole experiment's."""

@@ -9,12 +9,15 @@ own CPU time is not the server's energy).
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+import psutil
 
 from llenergymeasure.config.loading import UserConfig
 from llenergymeasure.config.models import ExperimentConfig
@@ -29,14 +32,20 @@ from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
-from llenergymeasure.experiment.gpu_checks import MeasuredDevices, host_setup_warnings
+from llenergymeasure.experiment.gpu_checks import (
+    MeasuredDevices,
+    host_setup_warnings,
+    scope_gpus,
+    sharing,
+)
+from llenergymeasure.experiment.preflight import estimate_model_memory_mib
 from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.serving.arrivals import Schedule, arrival_schedule
 from llenergymeasure.serving.client import check_endpoint, new_client, run_sync
 from llenergymeasure.serving.server import check_port_free, listening_pid, process_tree_cpu_time_s
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
-from llenergymeasure.system.gpus import list_gpus
+from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
 __all__ = ["ServerProcess", "ServingPlan", "plan_serving"]
 
@@ -74,6 +83,8 @@ class ServingPlan(MeasuredDevices):
     min_window_s: float
     server_process: ServerProcess
     warnings: list[MeasurementWarning] = field(default_factory=list)
+    scope_gpus: tuple[GpuInfo, ...] = ()  # the GPUs in ``devices``, as NVML lists them
+    driver_version: str | None = None
 
 
 def plan_serving(
@@ -82,22 +93,20 @@ def plan_serving(
     user: UserConfig,
     sampler: EnergySampler | None = None,
     telemetry: Sequence[TelemetrySource] | None = None,
+    strict: bool = False,
+    nvml: object | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ServingPlan:
-    """Check the server, model, prompts, schedule and energy sampler; raise once for all."""
+    """Check the server, model, prompts, schedule, GPUs and energy sampler; raise once for all.
+
+    ``strict`` turns the warnings about a shared GPU or too little GPU memory into
+    problems. ``nvml`` stands in for pynvml (a simulated NVML in tests).
+    """
     assert config.serving is not None, "a serving config has a serving section"
     serving = config.serving
     found = Problems()
     attempt = found.attempt
-    launch = serving.server == "launch"
-    model = attempt(lambda: resolve_model(config.task.model)) if launch else _local_model(config)
-    runner = attempt(lambda: _server_python(config, user)) if launch else None
-    if launch and serving.launch.port is not None:
-        attempt(lambda: check_port_free(serving.launch.port or 0))
-    model_name = config.task.model
-    if not launch:
-        model_name = attempt(lambda: _served_model(config, serving)) or model_name
-        # its tokenizer counts tokens only when the server serves that very model
-        model = model if model_name == config.task.model else None
+    model, runner, model_name = _server(config, serving, user, found)
     prompts = attempt(lambda: load_prompts(config.task.dataset, seed=config.task.random_seed))
     devices = _devices(config)
     on_gpu = any(d.startswith("cuda") for d in devices)
@@ -106,8 +115,12 @@ def plan_serving(
     schedule = attempt(lambda: _schedule(serving, seed))
     found.messages.extend(_period_problems(serving, schedule, min_window_s))
     server_process = ServerProcess()
-    chosen = attempt(lambda: _sampler(config, user, devices, sampler, telemetry, server_process))
-    if found.messages or chosen is None or prompts is None:
+    gpus = _gpus(config, devices, model, strict, nvml, os.environ if environ is None else environ)
+    chosen = attempt(
+        lambda: _sampler(config, user, devices, sampler, telemetry, server_process, nvml)
+    )
+    if found.messages or gpus.problems or chosen is None or prompts is None:
+        found.messages.extend(gpus.problems)
         raise found.error("no energy sampler")
     picked, reason, sources = chosen
     return ServingPlan(
@@ -126,8 +139,79 @@ def plan_serving(
         seed=seed,
         min_window_s=min_window_s,
         server_process=server_process,
-        warnings=host_setup_warnings(list_gpus()[0]) if on_gpu else [],
+        warnings=gpus.warnings,
+        scope_gpus=gpus.scope,
+        driver_version=gpus.driver,
     )
+
+
+def _server(
+    config: ExperimentConfig, serving: ServingConfig, user: UserConfig, found: Problems
+) -> tuple[ResolvedModel | None, Path | None, str]:
+    """The model here, the interpreter of a launched server, the model the requests name."""
+    attempt = found.attempt
+    launch = serving.server == "launch"
+    model = attempt(lambda: resolve_model(config.task.model)) if launch else _local_model(config)
+    runner = attempt(lambda: _server_python(config, user)) if launch else None
+    if launch and serving.launch.port is not None:
+        attempt(lambda: check_port_free(serving.launch.port or 0))
+    model_name = config.task.model
+    if not launch:
+        model_name = attempt(lambda: _served_model(config, serving)) or model_name
+        # its tokenizer counts tokens only when the server serves that very model
+        model = model if model_name == config.task.model else None
+    return model, runner, model_name
+
+
+@dataclass(frozen=True)
+class _GpuScope:
+    scope: tuple[GpuInfo, ...] = ()
+    driver: str | None = None
+    warnings: list[MeasurementWarning] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _gpus(
+    config: ExperimentConfig,
+    devices: list[str],
+    model: ResolvedModel | None,
+    strict: bool,
+    nvml: object | None,
+    environ: Mapping[str, str],
+) -> _GpuScope:
+    """The GPUs in scope, their set-up warnings, and whether other work shares them.
+
+    A launched server starts after this check, so every process on the GPUs is another's
+    and the model must fit their free memory. An endpoint's server is already there: its
+    process tree is the work measured, and its model is already loaded.
+    """
+    if not any(d.startswith("cuda") for d in devices):
+        return _GpuScope()
+    listed, driver, _ = list_gpus(nvml)
+    scope = scope_gpus(devices, listed, environ)
+    assert config.serving is not None
+    launch = config.serving.server == "launch"
+    memory_mib = estimate_model_memory_mib(model, config) if launch and model else None
+    ours = {os.getpid()} | (set() if launch else _endpoint_processes(config.serving))
+    shared = sharing(scope, memory_mib, ours=ours)
+    warnings = host_setup_warnings(scope)
+    if strict:
+        return _GpuScope(
+            tuple(scope), driver, warnings, [f"{w.message} (--strict)" for w in shared]
+        )
+    return _GpuScope(tuple(scope), driver, warnings + shared)
+
+
+def _endpoint_processes(serving: ServingConfig) -> set[int]:
+    """The endpoint's server on this host and its children (empty when it is elsewhere)."""
+    url = urlsplit(serving.endpoint or "")
+    pid = listening_pid(url.hostname or "", url.port or 80)
+    if pid is None:
+        return set()
+    try:
+        return {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
+    except psutil.Error:
+        return {pid}
 
 
 def _local_model(config: ExperimentConfig) -> ResolvedModel | None:
@@ -211,6 +295,7 @@ def _sampler(
     given: EnergySampler | None,
     telemetry: Sequence[TelemetrySource] | None,
     server: ServerProcess,
+    nvml: object | None,
 ) -> tuple[EnergySampler, str, tuple[TelemetrySource, ...]]:
     if given is not None:
         sources = tuple(telemetry) if telemetry is not None else (ProcessTelemetry(),)
@@ -221,6 +306,7 @@ def _sampler(
         watts_per_thread=tdp.watts_per_thread,
         tdp_source=tdp.source,
         devices=devices,
+        nvml=nvml,
     )
     sources = tuple(telemetry) if telemetry is not None else selection.sources
     share_nvml_polling(selection.sampler, sources)  # one thread polls NVML, the trace's

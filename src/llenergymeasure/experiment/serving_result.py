@@ -71,6 +71,7 @@ def build_serving_result(
     environment: EnvironmentSnapshot,
     baseline: Baseline | None,
     baseline_note: str | None,
+    idle_no_context: tuple[Baseline | None, str | None] = (None, None),
     trace: Trace,
     count_tokens: TokenCounter | None,
 ) -> ExperimentResult:
@@ -89,6 +90,8 @@ def build_serving_result(
         config=plan.config,
         baseline=baseline,
         baseline_note=baseline_note,
+        idle_no_context=idle_no_context[0],
+        idle_no_context_note=idle_no_context[1],
     )
     serving = _serving(plan, server, driven, requests, window, energy, warmup)
     view = TraceView.of(trace)

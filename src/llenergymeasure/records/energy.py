@@ -172,7 +172,8 @@ class DeviceThermal(FrozenRecord):
     )
     reason_sources: dict[str, str] = Field(
         default_factory=dict,
-        description="per reason: `counter` (NVML's duration counter) or `sampled` (reason bits)",
+        description="per reason: `counter` (NVML's duration counter) or `sampled` (reason "
+        "bits); `sampled (...)` when the counter failed the cross-check against the bits",
     )
 
 

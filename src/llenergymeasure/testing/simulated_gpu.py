@@ -59,6 +59,8 @@ class SimulatedGpu:
     ``has_reason_counters`` do the same for the power and duration field values.
     From ``t >= fail_after_s`` every query on this GPU raises ``fail_with``.
     ``mig_mode`` / ``ecc_enabled`` of None mean the GPU does not support the feature.
+    ``reason_counter_units_per_s`` is how many counter units make a second: NVML's 1e9
+    (nanoseconds); another value plays a driver whose counters read in another unit.
     ``update_period_s=None`` publishes every reading continuously (no sensor ticks).
     Scripted ``temperature_c``, ``sm_clock_mhz``, ``utilisation_pct`` and
     ``memory_used_mib`` replace the modelled ones.
@@ -75,6 +77,7 @@ class SimulatedGpu:
     has_energy_counter: bool = True
     has_power_fields: bool = True
     has_reason_counters: bool = True
+    reason_counter_units_per_s: float = 1e9
     temperature_c: Script | None = None
     sm_clock_mhz: Script | None = None
     utilisation_pct: Script | None = None
@@ -226,7 +229,7 @@ class GpuPhysics:
                     active = functools.partial(self._active, reason)
                     seconds[reason] += self._integral(active, lo, hi)
             self._reasons = (t, seconds)
-        return round(self._reasons[1][bit] * 1e9)
+        return round(self._reasons[1][bit] * self._spec().reason_counter_units_per_s)
 
     def field(self, field_id: int, t: float) -> float | int | None:
         """A field value: power in W (float), a duration counter in ns (int), None unsupported."""

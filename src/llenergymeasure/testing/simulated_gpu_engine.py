@@ -9,11 +9,13 @@ keeps the GPUs busy while it generates, as a real engine does to the board's pow
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 
 from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.energy.nvml_scope import gpu_indices_in_scope
 from llenergymeasure.engines.base import GenerationOutput, PreparedPrompts, ProgressCallback
 from llenergymeasure.engines.resolve import ResolvedModel
 from llenergymeasure.records.base import Availability
@@ -25,7 +27,8 @@ __all__ = ["SimulatedGpuEngine", "SimulatedGpuModel"]
 
 
 class SimulatedGpuEngine:
-    """The fake engine, placed on ``devices`` (``cuda:N`` is the simulation's GPU N).
+    """The fake engine, placed on ``devices``: ``cuda:N`` is the N-th simulated GPU that
+    ``CUDA_VISIBLE_DEVICES`` shows, as for a real engine (GPU N when it is unset).
 
     ``shape`` is the matmul shape its model reports, so that compute accounting (FLOPs,
     MFU against the simulated GPUs' names, MBU) has a model to count.
@@ -58,7 +61,8 @@ class SimulatedGpuEngine:
 
     def load(self, config: ExperimentConfig, model: ResolvedModel) -> SimulatedGpuModel:
         self.loads += 1
-        indices = [int(d.partition(":")[2] or 0) for d in self._devices]
+        uuids = [gpu.uuid for gpu in self.nvml.gpus]
+        indices = gpu_indices_in_scope(self._devices, os.environ, uuids)
         return SimulatedGpuModel(
             config, self.nvml, indices, self._devices[0], self.model_mib, shape=self.shape
         )
