@@ -103,8 +103,8 @@ def build_result(
     config = plan.config
     config_hash = measurement_config_hash(config)
     reqs: tuple[RequestOutput, ...] = window.output.requests
-    n_in = sum(r.n_input_tokens for r in reqs)
-    n_out = sum(r.n_output_tokens for r in reqs)
+    tokens = _token_counts(len(prompt_ids), reqs)
+    n_in, n_out = tokens.n_input_tokens, tokens.n_output_tokens
     s = window.duration_s
     view = TraceView.of(trace, window.energy.details, _power_sources(plan))
     energy = _energy(plan, window, n_out, baseline, idle_no_context)
@@ -119,12 +119,7 @@ def build_result(
         model=_identity(plan, info),
         config=config,
         window=WindowResult.read_off(window),
-        tokens=TokenCounts(
-            n_prompts=len(prompt_ids),
-            n_completed=len(reqs),
-            n_input_tokens=n_in,
-            n_output_tokens=n_out,
-        ),
+        tokens=tokens,
         throughput=_throughput(n_in, n_out, len(reqs), s),
         latency=_latency(window),
         energy=energy,
@@ -144,6 +139,16 @@ def build_result(
         phase_energy=phase_energy(
             energy, trace, window.output.batches, reqs, power_sources=view.power_sources
         ),
+    )
+
+
+def _token_counts(n_prompts: int, reqs: Sequence[RequestOutput]) -> TokenCounts:
+    """Prompts in the set, requests completed (every pass) and their tokens."""
+    return TokenCounts(
+        n_prompts=n_prompts,
+        n_completed=len(reqs),
+        n_input_tokens=sum(r.n_input_tokens for r in reqs),
+        n_output_tokens=sum(r.n_output_tokens for r in reqs),
     )
 
 
