@@ -14,7 +14,7 @@ from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.energy.registry import select_sampler, share_nvml_polling
 from llenergymeasure.energy.trace import PowerTrace
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
@@ -87,7 +87,7 @@ class _Watching(NullReporter):
     def __init__(self) -> None:
         self.seen: list[list[str]] = []
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         self.seen.append(_nvml_pollers())
 
 
