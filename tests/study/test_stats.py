@@ -134,3 +134,43 @@ def test_study_result_from_a_manifest() -> None:
     assert second.j_per_output_token.n == 0 and second.j_per_output_token.mean is None
     assert second.output_tokens_per_s.std is None
     assert StudyResult.model_validate_json(result.model_dump_json()) == result
+
+
+def _with_method(e: ManifestEntry, method: str) -> ManifestEntry:
+    assert e.metrics is not None
+    return e.model_copy(update={"metrics": e.metrics.model_copy(update={"energy_method": method})})
+
+
+def test_estimates_are_summed_and_pooled_apart_from_measurements() -> None:
+    now = datetime.now(timezone.utc)
+    entries = [
+        entry(1, 1, "completed", tps=10.0, jpt=1.0),  # 10 J counter
+        _with_method(entry(1, 2, "completed", tps=10.0, jpt=5.0), "estimated"),  # 50 J estimate
+        _with_method(entry(2, 1, "completed", tps=10.0, jpt=3.0), "estimated"),  # 30 J estimate
+        entry(3, 1, "completed", tps=10.0),  # no figure
+    ]
+    manifest = Manifest(
+        name="s", design_hash="d" * 16, status="completed", created_at=now, updated_at=now,
+        entries=entries,
+    )  # fmt: skip
+    result = build_study_result(manifest, protocol=PROTOCOL, wall_time_s=1.0)
+    summary = result.summary
+    assert summary.total_energy_j == pytest.approx(10.0)
+    assert summary.estimated_energy_j == pytest.approx(80.0)
+    assert summary.n_energy_unknown == 1
+    measured, estimated, unknown = result.aggregates
+    # config 1 ran once measured, once estimated: only the measurement is pooled
+    assert (measured.energy_method, measured.j_per_output_token.n) == ("counter", 1)
+    assert measured.j_per_output_token.mean == pytest.approx(1.0)
+    assert (estimated.energy_method, estimated.j_per_output_token.mean) == ("estimated", 3.0)
+    assert (unknown.energy_method, unknown.j_per_output_token.n) == (None, 0)
+
+    from rich.console import Console
+
+    from llenergymeasure.cli.study_tables import summary_table
+
+    console = Console(record=True, width=200)
+    console.print(summary_table(result))
+    text = " ".join(console.export_text().split())  # the caption wraps to the table's width
+    assert "3.0000 (estimated)" in text and "1.0000 (estimated)" not in text
+    assert "measured energy 10.0 J; estimated energy 80.0 J (not in the measured total)" in text

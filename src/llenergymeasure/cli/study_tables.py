@@ -15,7 +15,7 @@ from rich.table import Table
 from llenergymeasure.cli.fit import Cell, add_rows
 from llenergymeasure.config.study import StudyPlan
 from llenergymeasure.study.estimate import DurationEstimate
-from llenergymeasure.study.models import Aggregate, StudyResult
+from llenergymeasure.study.models import Aggregate, ConfigAggregate, StudyResult
 from llenergymeasure.study.parity import StudyParity
 
 __all__ = ["MAX_PLAN_ROWS", "parity_table", "plan_json", "plan_table", "summary_table"]
@@ -141,7 +141,7 @@ def summary_table(result: StudyResult, *, width: int | None = None) -> Renderabl
             str(agg.index),
             agg.label,
             str(agg.n_completed),
-            _aggregate(agg.j_per_output_token, ".4f"),
+            _aggregate(agg.j_per_output_token, ".4f") + _estimated_mark(agg),
             _aggregate(agg.output_tokens_per_s, ".2f"),
             *(
                 [_optional(agg.j_per_request, ".4f"), _optional(agg.goodput_per_s, ".3f")]
@@ -153,13 +153,19 @@ def summary_table(result: StudyResult, *, width: int | None = None) -> Renderabl
     ]
     add_rows(table, rows, label=1, width=width)
     energy = "n/a" if s.total_energy_j is None else f"{s.total_energy_j:,.1f} J"
+    if s.estimated_energy_j is not None:
+        energy += f"; estimated energy {s.estimated_energy_j:,.1f} J (not in the measured total)"
     table.caption = (
         f"mean ± 95% CI (std) across cycles\nwall time {s.wall_time_s:,.1f} s; "
-        f"total energy {energy}"
+        f"measured energy {energy}"
     )
     if result.parity is None:
         return table
     return Group(table, parity_table(result.parity), *_parity_alarms(result.parity))
+
+
+def _estimated_mark(agg: ConfigAggregate) -> str:
+    return " (estimated)" if agg.energy_method == "estimated" else ""
 
 
 def _optional(agg: Aggregate | None, spec: str) -> str:

@@ -182,6 +182,11 @@ class ConfigAggregate(_Frozen):
     j_per_output_token: Aggregate
     output_tokens_per_s: Aggregate
     j_per_request: Aggregate | None = Field(None, description="serving configs only")
+    energy_method: str | None = Field(
+        None,
+        description="how its energy figures were got: the measured methods, or `estimated` "
+        "when its runs measured nothing (estimates are never pooled with measurements)",
+    )
     goodput_per_s: Aggregate | None = Field(None, description="serving configs with an SLO")
 
 
@@ -207,8 +212,13 @@ class StudySummary(_Frozen):
     n_skipped: int = Field(description="never started (interrupt or circuit breaker)")
     wall_time_s: float = Field(description="wall time of the session that wrote this file")
     run_time_s: float = Field(description="sum of the recorded durations of all runs")
-    total_energy_j: float | None = Field(description="sum over completed runs that measured energy")
+    total_energy_j: float | None = Field(
+        description="sum over completed runs that measured energy (estimates apart)"
+    )
     n_energy_unknown: int = Field(description="completed runs without an energy figure")
+    estimated_energy_j: float | None = Field(
+        None, description="sum of the estimates of completed runs that measured nothing"
+    )
 
 
 class StudyResult(_Frozen):

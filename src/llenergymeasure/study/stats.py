@@ -10,6 +10,7 @@ from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest, ManifestEntr
 from llenergymeasure.study.models import (
     Aggregate,
     ConfigAggregate,
+    HeadlineMetrics,
     StudyProtocol,
     StudyResult,
     StudySummary,
@@ -98,8 +99,9 @@ def _summary(entries: Sequence[ManifestEntry], wall_time_s: float) -> StudySumma
     def count(*statuses: str) -> int:
         return sum(e.status in statuses for e in entries)
 
-    energies = [e.metrics.energy_j for e in entries if e.status == "completed" and e.metrics]
-    known = [j for j in energies if j is not None]
+    done = [e.metrics for e in entries if e.status == "completed" and e.metrics]
+    known = [m.energy_j for m in done if m.energy_j is not None and not _estimated(m)]
+    estimated = [m.energy_j for m in done if m.energy_j is not None and _estimated(m)]
     return StudySummary(
         n_planned=len(entries),
         n_completed=count("completed"),
@@ -109,8 +111,23 @@ def _summary(entries: Sequence[ManifestEntry], wall_time_s: float) -> StudySumma
         wall_time_s=wall_time_s,
         run_time_s=math.fsum(e.duration_s for e in entries if e.duration_s is not None),
         total_energy_j=math.fsum(known) if known else None,
-        n_energy_unknown=count("completed") - len(known),
+        n_energy_unknown=count("completed") - len(known) - len(estimated),
+        estimated_energy_j=math.fsum(estimated) if estimated else None,
     )
+
+
+def _estimated(metrics: HeadlineMetrics) -> bool:
+    return metrics.energy_method == "estimated"
+
+
+def _energy_of(metrics: Sequence[HeadlineMetrics]) -> tuple[list[HeadlineMetrics], str | None]:
+    """The runs whose J/output token a config pools, and how it was got: the measured
+    runs where any measured, else the estimated ones (never both in one figure)."""
+    with_energy = [m for m in metrics if m.j_per_output_token is not None]
+    measured = [m for m in with_energy if not _estimated(m)]
+    pooled = measured or with_energy
+    methods = sorted({m.energy_method for m in pooled if m.energy_method is not None})
+    return pooled, ", ".join(methods) or None
 
 
 def _per_config(entries: Sequence[ManifestEntry]) -> tuple[ConfigAggregate, ...]:
@@ -120,6 +137,7 @@ def _per_config(entries: Sequence[ManifestEntry]) -> tuple[ConfigAggregate, ...]
     aggregates = []
     for group in groups.values():
         metrics = [e.metrics for e in group if e.status == "completed" and e.metrics is not None]
+        with_energy, energy_method = _energy_of(metrics)
         first = group[0]
         aggregates.append(
             ConfigAggregate(
@@ -128,11 +146,12 @@ def _per_config(entries: Sequence[ManifestEntry]) -> tuple[ConfigAggregate, ...]
                 config_hash=first.config_hash,
                 n_completed=len(metrics),
                 j_per_output_token=aggregate(
-                    [m.j_per_output_token for m in metrics if m.j_per_output_token is not None]
+                    [m.j_per_output_token for m in with_energy if m.j_per_output_token is not None]
                 ),
                 output_tokens_per_s=aggregate([m.output_tokens_per_s for m in metrics]),
                 j_per_request=_known(m.j_per_request for m in metrics),
                 goodput_per_s=_known(m.goodput_per_s for m in metrics),
+                energy_method=energy_method,
             )
         )
     return tuple(sorted(aggregates, key=lambda a: a.index))
