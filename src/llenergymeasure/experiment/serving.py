@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,8 +45,9 @@ from llenergymeasure.experiment.serving_load import (
 )
 from llenergymeasure.experiment.serving_plan import ServingPlan, plan_serving
 from llenergymeasure.experiment.serving_result import build_serving_result, write_partial
+from llenergymeasure.experiment.step_clock import StepClock
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
-from llenergymeasure.records.result import ExperimentResult, TimingResult
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.serving.client import InFlight
 from llenergymeasure.serving.load import LoadAbortedError, LoadRecord
 from llenergymeasure.serving.metrics import TokenCounter, finished_records
@@ -78,9 +78,9 @@ def run_serving_experiment(
     default to the environment's; ``nvml`` stands in for pynvml (tests)."""
     reporter = reporter or NullReporter()
     options = options if options is not None else RunOptions.from_environ()
-    step = _Steps(reporter)
+    clock = StepClock(prepare_s=0.0)  # prompts load in pre-flight
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
-    with step("preflight_s", "pre-flight"):  # 1. every problem at once
+    with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
         plan = plan_serving(
             config,
             user=user_config if user_config is not None else load_user_config(),
@@ -93,18 +93,18 @@ def run_serving_experiment(
     with ExitStack() as cleanup:  # released in reverse: trace, server, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
         cleanup.enter_context(locked_devices(plan, options, reporter))  # 2. the devices
-        with step("baseline_s", "idle power before the server starts"):
+        with clock("baseline_s"), reporter.step("idle power before the server starts"):
             idle = _idle_no_context(plan, reporter)
-        with step("load_s", "starting the server"):  # 3. up and healthy
+        with clock("load_s"), reporter.step("starting the server"):  # 3. up and healthy
             server = cleanup.enter_context(start_server(plan, run_dir))
-        with step("baseline_s", "baseline", add=True):  # idle, model resident
+        with clock("baseline_s", add=True), reporter.step("baseline"):  # idle, model resident
             baseline, baseline_note = _baseline(plan, reporter)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
-        with step("warmup_s", "warm-up"):  # 4. warm-up, thermal floor
+        with clock("warmup_s"), reporter.step("warm-up"):  # 4. warm-up, thermal floor
             trace.mark("warmup_start")
             warmup = warm_up(plan, server, reporter)
-        with step("measure_s", "measuring under load"):  # 5. the load
+        with clock("measure_s"), reporter.step("measuring under load"):  # 5. the load
             driven = _drive(plan, server, trace, run_dir)
         recorded = trace.stop()
     result = build_serving_result(  # 6. metrics, warnings, the result object
@@ -112,7 +112,7 @@ def run_serving_experiment(
         server,
         driven,
         warmup=warmup,
-        timings=step.timings(driven.record),
+        timings=clock.result(_window_s(driven.record)),
         environment=environment.result(),
         baseline=baseline,
         baseline_note=baseline_note,
@@ -208,27 +208,8 @@ def _token_counter(plan: ServingPlan, requests: Sequence[InFlight]) -> TokenCoun
     return None
 
 
-class _Steps:
-    """Each step shown by the reporter and timed: ``with step("load_s", "loading"): ...``."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self._reporter = reporter
-        self._began_s = time.perf_counter()
-        self._seconds: dict[str, float] = {"prepare_s": 0.0}  # prompts load in pre-flight
-
-    @contextmanager
-    def __call__(self, key: str, name: str, *, add: bool = False) -> Iterator[None]:
-        began_s = time.perf_counter()
-        with self._reporter.step(name):
-            try:
-                yield
-            finally:
-                spent_s = time.perf_counter() - began_s
-                self._seconds[key] = spent_s + (self._seconds.get(key, 0.0) if add else 0.0)
-
-    def timings(self, record: LoadRecord) -> TimingResult:
-        """Every step's seconds, the window's, and the whole experiment's."""
-        start = record.window_start_s or 0.0
-        end = record.window_end_s if record.window_end_s is not None else start
-        total_s = time.perf_counter() - self._began_s
-        return TimingResult(**self._seconds, window_s=end - start, total_s=total_s)
+def _window_s(record: LoadRecord) -> float:
+    """The steady-state window's length (0 when the load never opened it)."""
+    start = record.window_start_s or 0.0
+    end = record.window_end_s if record.window_end_s is not None else start
+    return end - start
