@@ -31,19 +31,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from threading import Event
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
-from llenergymeasure.study.control import RunControl, Stop
+from llenergymeasure.study.control import Stop
 from llenergymeasure.study.isolation import ChildTarget
-from llenergymeasure.study.manifest import Ledger, ManifestEntry
-from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.manifest import ManifestEntry
 from llenergymeasure.study.ray_files import SHARED_CPU_WARNING
-from llenergymeasure.study.ray_session import ConfigsByHash, RaySession, one_line
+from llenergymeasure.study.ray_session import ExecutorCall, RaySession, one_line
 from llenergymeasure.study.ray_worker import (
     RAY_EXTRA,
     EventSink,
@@ -52,7 +50,6 @@ from llenergymeasure.study.ray_worker import (
     import_ray,
     rest_owed_s,
 )
-from llenergymeasure.study.reporter import StudyReporter
 
 __all__ = [
     "RAY_EXTRA",
@@ -168,18 +165,7 @@ class RayExecutor:
             )
         return any(n > 0 for n in needs)
 
-    def run(
-        self,
-        ledger: Ledger,
-        entries: Sequence[ManifestEntry],
-        configs: ConfigsByHash,
-        protocol: StudyProtocol,
-        *,
-        reporter: StudyReporter,
-        stop: Event,
-        wait: Callable[[float], object],
-        control: RunControl,
-    ) -> Stop | None:
+    def run(self, entries: Sequence[ManifestEntry], call: ExecutorCall) -> Stop | None:
         """Run ``entries`` on the cluster; a Stop if the study ended early, else None.
 
         As many runs are in flight as the cluster has slots for, started in planned
@@ -190,12 +176,10 @@ class RayExecutor:
         has_gpus = self.cluster()[0] > 0
         n_gpus = {
             h: gpus_per_run(c, self.gpus_per_run, cluster_has_gpus=has_gpus)
-            for h, c in configs.items()
+            for h, c in call.configs.items()
         }
         sink = self._sink_class.remote()
-        session = RaySession(
-            self, ledger, configs, protocol, reporter, stop, wait, control, n_gpus, sink
-        )
+        session = RaySession(self, call, n_gpus, sink)
         try:
             return session.run(entries)
         finally:
