@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from llenergymeasure.config.execution import StudyExecution
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
 from llenergymeasure.study.control import Stop
@@ -81,14 +82,14 @@ def gpus_per_run(config: ExperimentConfig, setting: int | None, *, cluster_has_g
     return 1
 
 
-def ray_executor_for(execution: object) -> RayExecutor | None:
+def ray_executor_for(execution: StudyExecution) -> RayExecutor | None:
     """The ray executor a ``study_execution:`` block asks for; None for the local executor."""
-    if getattr(execution, "executor", "local") != "ray":
+    if execution.executor != "ray":
         return None
     return RayExecutor(
-        address=getattr(execution, "address", None),
-        max_retries=getattr(execution, "max_retries", 1),
-        gpus_per_run=getattr(execution, "gpus_per_run", None),
+        address=execution.address,
+        max_retries=execution.max_retries,
+        gpus_per_run=execution.gpus_per_run,
     )
 
 
