@@ -49,7 +49,6 @@ class EntryView(_Lenient):
     cycle: int
     status: str
     started_at: datetime | None = None
-    duration_s: float | None = None
     error: str | None = None
     result: str | None = None
 
