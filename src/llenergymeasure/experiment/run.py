@@ -15,6 +15,7 @@ from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace, Trace
 from llenergymeasure.engines.base import Engine, ModelInfo
 from llenergymeasure.experiment.baseline import (
+    Idle,
     engine_state,
     take_baseline,
     take_idle_no_context,
@@ -22,7 +23,7 @@ from llenergymeasure.experiment.baseline import (
 from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
 from llenergymeasure.experiment.measurement import Window, measure_window
-from llenergymeasure.experiment.metrics import Idle, build_result
+from llenergymeasure.experiment.metrics import build_result
 from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter

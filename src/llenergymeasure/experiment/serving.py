@@ -28,11 +28,10 @@ from pathlib import Path
 from llenergymeasure.config.loading import UserConfig, load_user_config
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.errors import ServerError
-from llenergymeasure.experiment.baseline import take_baseline, take_idle_no_context
+from llenergymeasure.experiment.baseline import Idle, take_baseline, take_idle_no_context
 from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
@@ -98,7 +97,7 @@ def run_serving_experiment(
         with clock("load_s"), reporter.step("starting the server"):  # 3. up and healthy
             server = cleanup.enter_context(start_server(plan, run_dir))
         with clock("baseline_s", add=True), reporter.step("baseline"):  # idle, model resident
-            baseline, baseline_note = _baseline(plan, reporter)
+            baseline = _baseline(plan, reporter)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
         with clock("warmup_s"), reporter.step("warm-up"):  # 4. warm-up, thermal floor
@@ -115,7 +114,6 @@ def run_serving_experiment(
         timings=clock.result(_window_s(driven.record)),
         environment=environment.result(),
         baseline=baseline,
-        baseline_note=baseline_note,
         idle_no_context=idle,
         trace=recorded,
         count_tokens=_token_counter(plan, driven.record.requests),
@@ -168,12 +166,12 @@ def _write(result: ExperimentResult, run_dir: Path) -> Path:
     return folder
 
 
-def _baseline(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+def _baseline(plan: ServingPlan, reporter: Reporter) -> Idle:
     """Idle power with the server up and its model loaded, keyed on the server's state."""
     return take_baseline(plan, reporter, engine=serving_engine_state(plan), state=SERVING_STATE)
 
 
-def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> Idle:
     """Before a launched server starts, the GPUs' idle power with no CUDA context."""
     if plan.serving.server == "endpoint" and plan.scope_gpus:
         return None, _ENDPOINT_NO_IDLE
