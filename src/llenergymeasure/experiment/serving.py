@@ -61,6 +61,7 @@ _ENDPOINT_NO_IDLE = (
 )
 
 
+# Alike experiment/run.py:run_experiment, kept apart because that hands serving runs here
 def run_serving_experiment(
     config: ExperimentConfig,
     *,

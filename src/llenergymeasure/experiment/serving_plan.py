@@ -79,6 +79,7 @@ class ServingPlan(MeasuredScope):
     server_process: ServerProcess
 
 
+# Alike experiment/preflight.py:run_preflight, kept apart because each mode checks other things
 def plan_serving(
     config: ExperimentConfig,
     *,

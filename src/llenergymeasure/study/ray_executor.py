@@ -139,6 +139,7 @@ class RayExecutor:
         self._sink_class = ray.remote(num_cpus=0)(EventSink)
         return self
 
+    # Alike energy/trace.py:PowerTrace.__exit__, kept apart because it is the protocol signature
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
