@@ -9,6 +9,7 @@ from typing import Any
 
 import psutil
 
+from llenergymeasure.config.execution import StudyExecution
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.study.events import RunEvent
@@ -45,19 +46,6 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Execution:
-    n_cycles: int = 1
-    experiment_order: str = "interleave"
-    experiment_gap_s: float | None = None
-    cycle_gap_s: float | None = None
-    experiment_timeout_s: float = 60.0
-    max_consecutive_failures: int = 10
-    fail_fast: bool = False
-    study_timeout_s: float | None = None
-    experiment_silence_timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
 class Plan:
     """A stand-in for the sweep expansion's plan: runs cycle by cycle, configs in order."""
 
@@ -65,7 +53,7 @@ class Plan:
     design_hash: str
     configs: tuple[ExperimentConfig, ...]
     labels: tuple[str, ...]
-    execution: Execution
+    execution: StudyExecution
     resolved: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,7 +73,10 @@ def make_plan(
         design_hash=design_hash,
         configs=tuple(configs),
         labels=tuple(f"cfg{i + 1}" for i in range(len(configs))),
-        execution=Execution(**execution),
+        execution=StudyExecution(
+            **{"n_cycles": 1, "experiment_order": "interleave", "experiment_timeout_s": 60.0}
+            | execution
+        ),
     )
 
 

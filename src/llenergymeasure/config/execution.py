@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool
 
@@ -16,6 +16,11 @@ MAX_RUNS = 100_000
 # The longest timeout or budget a study accepts: a year. Longer is a typo, and above
 # threading.TIMEOUT_MAX a timer cannot wait at all.
 MAX_DURATION_S = 365 * 86_400.0
+
+
+def _duration_s(default: float | None, description: str) -> Any:
+    """A timeout or a budget: more than 0, finite, at most ``MAX_DURATION_S``."""
+    return Field(default, gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False, description=description)
 
 
 class StudyExecution(NumbersNotBooleans):
@@ -37,24 +42,17 @@ class StudyExecution(NumbersNotBooleans):
     cycle_gap_s: float | None = Field(
         None, ge=0.0, allow_inf_nan=False, description="pause between cycles; None = runner"
     )
-    experiment_timeout_s: float = Field(600.0, gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)
+    experiment_timeout_s: float = _duration_s(600.0, "a run still going after this long is stopped")
     max_consecutive_failures: int = Field(10, ge=1, description="circuit-breaker threshold")
     fail_fast: StrictBool = Field(False, description="stop the study after its first failed run")
-    study_timeout_s: float | None = Field(
+    study_timeout_s: float | None = _duration_s(
         None,
-        gt=0.0,
-        le=MAX_DURATION_S,
-        allow_inf_nan=False,
-        description="wall-clock budget of one session: no run starts that cannot end in it, "
+        "wall-clock budget of one session: no run starts that cannot end in it, "
         "and a run still going when it ends is stopped; None = no budget",
     )
-    experiment_silence_timeout_s: float | None = Field(
+    experiment_silence_timeout_s: float | None = _duration_s(
         None,
-        gt=0.0,
-        le=MAX_DURATION_S,
-        allow_inf_nan=False,
-        description="stop a run that prints nothing and reports no progress for this long; "
-        "None = no watchdog",
+        "stop a run that prints nothing and reports no progress for this long; None = no watchdog",
     )
     shuffle_seed: int | None = Field(None, description="None = derived from the design hash")
     executor: Literal["local", "ray"] = Field(

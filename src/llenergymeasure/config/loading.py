@@ -54,6 +54,7 @@ class UserConfig(NumbersNotBooleans):
         None, gt=0, le=10_000, allow_inf_nan=False, description="TDP of the CPUs this process sees"
     )
     results_dir: str | None = None
+    # Alike records/energy.py:DeviceThermal, kept apart because only the field shape matches
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="experiment fields applied under every config file"
     )

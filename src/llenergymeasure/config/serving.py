@@ -31,6 +31,7 @@ __all__ = [
     "ServingConfig",
 ]
 
+# Alike config/models.py (EngineName), kept apart because only the shape matches
 ArrivalProcess = Literal["poisson", "gamma", "constant", "closed"]
 ARRIVAL_PROCESSES: tuple[str, ...] = get_args(ArrivalProcess)
 # Neither `duration_s` nor `n_requests` given: arrivals for this long.

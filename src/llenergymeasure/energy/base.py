@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.base import Availability
-from llenergymeasure.records.energy import DomainEnergy
+from llenergymeasure.records.energy import Confidence, DomainEnergy
 
 __all__ = ["Availability", "EnergyReading", "EnergySampler", "SamplerWarning", "WindowClock"]
 
@@ -34,7 +34,7 @@ class EnergyReading:
     domains: tuple[DomainEnergy, ...]
     duration_s: float
     n_samples: int
-    confidence: Literal["high", "medium", "low"]
+    confidence: Confidence
     details: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str | SamplerWarning, ...] = ()
 

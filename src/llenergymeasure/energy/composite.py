@@ -8,11 +8,12 @@ error, never a merge, since adding both would count that device twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from llenergymeasure.energy.base import EnergyReading, EnergySampler
 from llenergymeasure.errors import EnergyError
 from llenergymeasure.records.base import Availability
+from llenergymeasure.records.energy import Confidence
 
 __all__ = ["CompositeSampler"]
 
@@ -67,9 +68,7 @@ class CompositeSampler:
                     )
                 owner[domain.domain] = reading.sampler
         measuring = [r for r in readings if r.measured_j is not None] or readings
-        confidence: Literal["high", "medium", "low"] = min(
-            (r.confidence for r in measuring), key=_ORDER.__getitem__
-        )
+        confidence: Confidence = min((r.confidence for r in measuring), key=_ORDER.__getitem__)
         details: dict[str, Any] = {r.sampler: r.details for r in readings}
         return EnergyReading(
             sampler=self.name,

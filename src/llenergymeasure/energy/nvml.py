@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 from llenergymeasure.energy.base import Availability, EnergyReading, SamplerWarning
 from llenergymeasure.energy.nvml_api import PYNVML_MISSING, Nvml, load_nvml
@@ -38,7 +38,7 @@ from llenergymeasure.energy.nvml_readings import GpuReader
 from llenergymeasure.energy.nvml_scope import gpu_indices_in_scope, open_scope, order_warning
 from llenergymeasure.energy.nvml_telemetry import NvmlTelemetry
 from llenergymeasure.errors import EnergyError
-from llenergymeasure.records.energy import DomainEnergy
+from llenergymeasure.records.energy import Confidence, DomainEnergy
 
 __all__ = ["PYNVML_MISSING", "NvmlSampler", "NvmlTelemetry", "gpu_indices_in_scope"]
 
@@ -347,7 +347,7 @@ def _probe_reason(counters: dict[str, bool], averaged: Sequence[str]) -> str:
 
 def _confidence(
     domains: Sequence[DomainEnergy], devices: Mapping[str, Mapping[str, Any]], partial: bool
-) -> Literal["high", "medium", "low"]:
+) -> Confidence:
     if partial or any(d.energy_j is None for d in domains):
         return "low"
     integrated = [d for d in domains if d.method == "integrated"]

@@ -183,6 +183,7 @@ class _Payload:
 class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
     """A vLLM ``LLM`` (engine and workers) and the model's Hugging Face tokenizer."""
 
+    # Alike engines/tensorrt.py:TensorRTLoadedModel, kept apart: engines never import each other
     def __init__(
         self,
         config: ExperimentConfig,

@@ -35,6 +35,7 @@ from llenergymeasure.experiment.reporter import Reporter
 __all__ = [
     "LOADED_STATE",
     "NO_CONTEXT_STATE",
+    "Idle",
     "baseline_key",
     "engine_state",
     "take_baseline",
@@ -43,6 +44,8 @@ __all__ = [
 
 LOADED_STATE = "engine loaded and idle (model resident, CUDA context held on a GPU), before warm-up"
 NO_CONTEXT_STATE = "no CUDA context on the GPUs in scope (before the model loaded)"
+# An idle figure, or None with the reason there is none.
+Idle = tuple[Baseline | None, str | None]
 
 
 def baseline_key(plan: MeasuredScope, state: str, engine: str | None = None) -> str:
@@ -55,9 +58,7 @@ def baseline_key(plan: MeasuredScope, state: str, engine: str | None = None) -> 
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def take_idle_no_context(
-    plan: MeasuredScope, reporter: Reporter
-) -> tuple[Baseline | None, str | None]:
+def take_idle_no_context(plan: MeasuredScope, reporter: Reporter) -> Idle:
     """The GPUs' idle power with no CUDA context, or None with the reason there is none."""
     config = plan.config.measurement.baseline
     reason = _not_applicable(plan)
@@ -87,7 +88,7 @@ def take_baseline(
     *,
     engine: str,
     state: str = LOADED_STATE,
-) -> tuple[Baseline | None, str | None]:
+) -> Idle:
     """The baseline with the engine loaded, or None with the reason there is none.
 
     ``engine`` is what the loaded engine holds (:func:`engine_state` for an offline run);

@@ -87,11 +87,10 @@ def diagnose(
 ) -> DoctorReport:
     """Probe everything; never raises for a missing piece, it reports it."""
     survey = survey_gpus(nvml)
-    gpus, driver, gpu_reason = survey.gpus, survey.driver_version, survey.reason
     n_cpus = visible_cpu_count()
     model = cpu_model()
     tdp = resolve_cpu_tdp(model, user.cpu_tdp_w, n_cpus)
-    devices = [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
+    devices = [f"cuda:{i}" for i in range(len(survey.gpus))] or ["cpu"]
     samplers = {
         name: _probe_sampler(name, devices, tdp, powercap_root, nvml) for name in _SAMPLER_ACCURACY
     }
@@ -107,9 +106,9 @@ def diagnose(
     except LlemError as err:
         auto = f"none: {err.message}"
     return DoctorReport(
-        gpus=gpus,
-        driver_version=driver,
-        gpu_reason=gpu_reason,
+        gpus=survey.gpus,
+        driver_version=survey.driver_version,
+        gpu_reason=survey.reason,
         cuda_version=survey.cuda_version,
         cpu_model=model,
         n_cpus_visible=n_cpus,
@@ -118,7 +117,7 @@ def diagnose(
         samplers=samplers,
         engines=_engines(user),
         auto_choice=auto,
-        warnings=gpu_warnings(gpus),
+        warnings=gpu_warnings(survey.gpus),
     )
 
 

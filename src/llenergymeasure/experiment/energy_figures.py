@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from llenergymeasure.config.loading import carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.baseline import Baseline
+from llenergymeasure.experiment.baseline import Idle
 from llenergymeasure.experiment.measurement import Window
 from llenergymeasure.records.energy import BaselineResult, EnergyResult, EstimatedEnergy
 
@@ -33,21 +34,23 @@ def energy_result(
     n_output_tokens: int,
     n_requests: int,
     config: ExperimentConfig,
-    baseline: Baseline | None = None,
-    baseline_note: str | None = None,
-    idle_no_context: Baseline | None = None,
-    idle_no_context_note: str | None = None,
+    baseline: Idle = (None, None),
+    idle_no_context: Idle = (None, None),
     now: datetime | None = None,
 ) -> EnergyResult:
-    """Gross, static and adjusted energy, per token and per request, CO2; None where unknown."""
+    """Gross, static and adjusted energy, per token and per request, CO2; None where unknown.
+
+    ``baseline`` and ``idle_no_context`` are each an idle figure or None with the reason.
+    """
     reading = window.energy
     total = reading.measured_j
     static = adjusted = None
-    if baseline is not None and total is not None:
+    figure, note = baseline
+    if figure is not None and total is not None:
         measured = {
             d.domain for d in reading.domains if d.energy_j is not None and d.method != "estimated"
         }
-        idle_w = sum(w for domain, w in baseline.power_w_by_domain.items() if domain in measured)
+        idle_w = sum(w for domain, w in figure.power_w_by_domain.items() if domain in measured)
         static = idle_w * window.duration_s
         adjusted = max(0.0, total - static)
     factor = _co2_factor(config)
@@ -61,10 +64,10 @@ def energy_result(
         total_j=total,
         adjusted_j=adjusted,
         estimated=_estimated(window, n_output_tokens, n_requests, factor),
-        baseline=_baseline_result(baseline, at),
-        baseline_note=baseline_note,
-        idle_no_context=_baseline_result(idle_no_context, at),
-        idle_no_context_note=idle_no_context_note,
+        baseline=_baseline_result(figure, at),
+        baseline_note=note,
+        idle_no_context=_baseline_result(idle_no_context[0], at),
+        idle_no_context_note=idle_no_context[1],
         static_j=static,
         j_per_output_token=_per(total, n_output_tokens),
         j_per_request=_per(total, n_requests),

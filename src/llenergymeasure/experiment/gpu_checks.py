@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
 
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
@@ -24,7 +24,6 @@ from llenergymeasure.system.gpus import GpuInfo, gpu_warnings
 
 __all__ = [
     "AUTO_DEVICE_MAPS",
-    "MeasuredDevices",
     "MeasuredScope",
     "device_problems",
     "host_setup_warnings",
@@ -37,33 +36,23 @@ __all__ = [
 AUTO_DEVICE_MAPS = frozenset({"auto", "balanced", "balanced_low_0", "sequential"})
 
 
-class MeasuredScope(Protocol):
-    """What a run measures, as the baseline, the idle figures and the device locks need it:
-    an offline run's plan and a serving run's plan both are one."""
+@dataclass(frozen=True, kw_only=True)
+class MeasuredScope:
+    """What a run measures, as the baseline, the idle figures and the device locks need it.
 
-    @property
-    def config(self) -> ExperimentConfig: ...
+    An offline run's plan and a serving run's plan both extend it. ``devices`` are the
+    devices whose energy is measured (the scope); ``scope_gpus`` the GPUs among them as
+    NVML lists them.
+    """
 
-    @property
-    def sampler(self) -> EnergySampler: ...
-
-    @property
-    def devices(self) -> list[str]: ...
-
-    @property
-    def scope_gpus(self) -> tuple[GpuInfo, ...]: ...
-
-    @property
-    def driver_version(self) -> str | None: ...
-
-    @property
-    def sources(self) -> tuple[TelemetrySource, ...]: ...
-
-
-class MeasuredDevices:
-    """A plan's devices in scope (``devices``, a dataclass field of the plan), and what they say."""
-
+    config: ExperimentConfig
+    sampler: EnergySampler
+    sampler_reason: str
+    sources: tuple[TelemetrySource, ...]
     devices: list[str]
+    warnings: list[MeasurementWarning] = field(default_factory=list)
+    scope_gpus: tuple[GpuInfo, ...] = ()
+    driver_version: str | None = None
 
     @property
     def on_gpu(self) -> bool:

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 from llenergymeasure._version import tool_version
 from llenergymeasure.config.hashing import measurement_config_hash
-from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import ModelInfo, RequestOutput
 from llenergymeasure.engines.resolve import model_fingerprint
+from llenergymeasure.experiment.baseline import Idle
 from llenergymeasure.experiment.compute import compute_result, flops_result
 from llenergymeasure.experiment.energy_figures import energy_result
 from llenergymeasure.experiment.measurement import Window
@@ -45,8 +45,6 @@ __all__ = [
 ]
 
 _MIB = 2**20
-# An idle figure, or None with the reason there is none.
-Idle = tuple[Baseline | None, str | None]
 # Generated token ids kept per request in result.json: enough to compare engines' greedy
 # outputs at a glance, small enough that a thousand requests stay a small file.
 N_FIRST_TOKEN_IDS = 32
@@ -161,10 +159,8 @@ def _energy(
         n_output_tokens=n_out,
         n_requests=len(window.output.requests),
         config=plan.config,
-        baseline=baseline[0],
-        baseline_note=baseline[1],
-        idle_no_context=idle_no_context[0],
-        idle_no_context_note=idle_no_context[1],
+        baseline=baseline,
+        idle_no_context=idle_no_context,
     )
 
 

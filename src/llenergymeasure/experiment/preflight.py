@@ -25,7 +25,7 @@ from llenergymeasure.engines.requirements import GpuRequirement, NeedsGpu
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
-    MeasuredDevices,
+    MeasuredScope,
     device_problems,
     host_setup_warnings,
     measured_devices,
@@ -33,7 +33,6 @@ from llenergymeasure.experiment.gpu_checks import (
     sharing,
 )
 from llenergymeasure.experiment.problems import Problems
-from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
@@ -49,26 +48,18 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
-class Plan(MeasuredDevices):
+class Plan(MeasuredScope):
     """What pre-flight found: everything the later steps need, already checked.
 
-    ``devices`` are the devices whose energy is measured (the scope); ``scope_gpus`` the
-    GPUs among them as NVML lists them; ``engine_devices`` where the engine itself runs.
+    Besides the measured scope: the engine and model, the prompts, and ``engine_devices``,
+    where the engine itself runs.
     """
 
-    config: ExperimentConfig
     engine: Engine
     model: ResolvedModel
-    sampler: EnergySampler
-    sampler_reason: str
-    sources: tuple[TelemetrySource, ...]
-    devices: list[str]
     prompts: list[Prompt] | None  # None for synthetic prompts, built once the tokenizer exists
     memory_estimate_mib: float | None
-    warnings: list[MeasurementWarning] = field(default_factory=list)
     runner: Runner | None = None  # the interpreter that runs the engine, when not this one
-    scope_gpus: tuple[GpuInfo, ...] = ()
-    driver_version: str | None = None
     engine_devices: list[str] = field(default_factory=list)
 
 

@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
 from llenergymeasure.config.loading import UserConfig, load_user_config
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.errors import ServerError
-from llenergymeasure.experiment.baseline import take_baseline, take_idle_no_context
+from llenergymeasure.experiment.baseline import Idle, take_baseline, take_idle_no_context
 from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
@@ -46,8 +44,9 @@ from llenergymeasure.experiment.serving_load import (
 )
 from llenergymeasure.experiment.serving_plan import ServingPlan, plan_serving
 from llenergymeasure.experiment.serving_result import build_serving_result, write_partial
+from llenergymeasure.experiment.step_clock import StepClock
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
-from llenergymeasure.records.result import ExperimentResult, TimingResult
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.serving.client import InFlight
 from llenergymeasure.serving.load import LoadAbortedError, LoadRecord
 from llenergymeasure.serving.metrics import TokenCounter, finished_records
@@ -62,6 +61,7 @@ _ENDPOINT_NO_IDLE = (
 )
 
 
+# Alike experiment/run.py:run_experiment, kept apart because that hands serving runs here
 def run_serving_experiment(
     config: ExperimentConfig,
     *,
@@ -78,9 +78,9 @@ def run_serving_experiment(
     default to the environment's; ``nvml`` stands in for pynvml (tests)."""
     reporter = reporter or NullReporter()
     options = options if options is not None else RunOptions.from_environ()
-    step = _Steps(reporter)
+    clock = StepClock(prepare_s=0.0)  # prompts load in pre-flight
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
-    with step("preflight_s", "pre-flight"):  # 1. every problem at once
+    with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
         plan = plan_serving(
             config,
             user=user_config if user_config is not None else load_user_config(),
@@ -93,18 +93,18 @@ def run_serving_experiment(
     with ExitStack() as cleanup:  # released in reverse: trace, server, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
         cleanup.enter_context(locked_devices(plan, options, reporter))  # 2. the devices
-        with step("baseline_s", "idle power before the server starts"):
+        with clock("baseline_s"), reporter.step("idle power before the server starts"):
             idle = _idle_no_context(plan, reporter)
-        with step("load_s", "starting the server"):  # 3. up and healthy
+        with clock("load_s"), reporter.step("starting the server"):  # 3. up and healthy
             server = cleanup.enter_context(start_server(plan, run_dir))
-        with step("baseline_s", "baseline", add=True):  # idle, model resident
-            baseline, baseline_note = _baseline(plan, reporter)
+        with clock("baseline_s", add=True), reporter.step("baseline"):  # idle, model resident
+            baseline = _baseline(plan, reporter)
         trace = PowerTrace(plan.sources, config.measurement.sample_interval_ms).start()
         cleanup.callback(trace.stop)
-        with step("warmup_s", "warm-up"):  # 4. warm-up, thermal floor
+        with clock("warmup_s"), reporter.step("warm-up"):  # 4. warm-up, thermal floor
             trace.mark("warmup_start")
             warmup = warm_up(plan, server, reporter)
-        with step("measure_s", "measuring under load"):  # 5. the load
+        with clock("measure_s"), reporter.step("measuring under load"):  # 5. the load
             driven = _drive(plan, server, trace, run_dir)
         recorded = trace.stop()
     result = build_serving_result(  # 6. metrics, warnings, the result object
@@ -112,10 +112,9 @@ def run_serving_experiment(
         server,
         driven,
         warmup=warmup,
-        timings=step.timings(driven.record),
+        timings=clock.result(_window_s(driven.record)),
         environment=environment.result(),
         baseline=baseline,
-        baseline_note=baseline_note,
         idle_no_context=idle,
         trace=recorded,
         count_tokens=_token_counter(plan, driven.record.requests),
@@ -168,12 +167,12 @@ def _write(result: ExperimentResult, run_dir: Path) -> Path:
     return folder
 
 
-def _baseline(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+def _baseline(plan: ServingPlan, reporter: Reporter) -> Idle:
     """Idle power with the server up and its model loaded, keyed on the server's state."""
     return take_baseline(plan, reporter, engine=serving_engine_state(plan), state=SERVING_STATE)
 
 
-def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> tuple[Baseline | None, str | None]:
+def _idle_no_context(plan: ServingPlan, reporter: Reporter) -> Idle:
     """Before a launched server starts, the GPUs' idle power with no CUDA context."""
     if plan.serving.server == "endpoint" and plan.scope_gpus:
         return None, _ENDPOINT_NO_IDLE
@@ -208,27 +207,8 @@ def _token_counter(plan: ServingPlan, requests: Sequence[InFlight]) -> TokenCoun
     return None
 
 
-class _Steps:
-    """Each step shown by the reporter and timed: ``with step("load_s", "loading"): ...``."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self._reporter = reporter
-        self._began_s = time.perf_counter()
-        self._seconds: dict[str, float] = {"prepare_s": 0.0}  # prompts load in pre-flight
-
-    @contextmanager
-    def __call__(self, key: str, name: str, *, add: bool = False) -> Iterator[None]:
-        began_s = time.perf_counter()
-        with self._reporter.step(name):
-            try:
-                yield
-            finally:
-                spent_s = time.perf_counter() - began_s
-                self._seconds[key] = spent_s + (self._seconds.get(key, 0.0) if add else 0.0)
-
-    def timings(self, record: LoadRecord) -> TimingResult:
-        """Every step's seconds, the window's, and the whole experiment's."""
-        start = record.window_start_s or 0.0
-        end = record.window_end_s if record.window_end_s is not None else start
-        total_s = time.perf_counter() - self._began_s
-        return TimingResult(**self._seconds, window_s=end - start, total_s=total_s)
+def _window_s(record: LoadRecord) -> float:
+    """The steady-state window's length (0 when the load never opened it)."""
+    start = record.window_start_s or 0.0
+    end = record.window_end_s if record.window_end_s is not None else start
+    return end - start

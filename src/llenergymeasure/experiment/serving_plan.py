@@ -33,7 +33,7 @@ from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
-    MeasuredDevices,
+    MeasuredScope,
     host_setup_warnings,
     scope_gpus,
     sharing,
@@ -64,29 +64,22 @@ class ServerProcess:
 
 
 @dataclass(frozen=True)
-class ServingPlan(MeasuredDevices):
-    """What pre-flight found for a serving experiment."""
+class ServingPlan(MeasuredScope):
+    """What pre-flight found for a serving experiment, besides the measured scope."""
 
-    config: ExperimentConfig
     serving: ServingConfig
     model: ResolvedModel | None  # the model on this machine (always, for a launch)
     model_name: str  # the name the requests carry
     runner_python: Path | None  # the interpreter that runs the launched server
     port: int | None  # the launch port (None: a free one at launch)
-    devices: list[str]
-    sampler: EnergySampler
-    sampler_reason: str
-    sources: tuple[TelemetrySource, ...]
     prompts: list[Prompt]
     schedule: Schedule | None  # None: closed loop
     seed: int
     min_window_s: float
     server_process: ServerProcess
-    warnings: list[MeasurementWarning] = field(default_factory=list)
-    scope_gpus: tuple[GpuInfo, ...] = ()  # the GPUs in ``devices``, as NVML lists them
-    driver_version: str | None = None
 
 
+# Alike experiment/preflight.py:run_preflight, kept apart because each mode checks other things
 def plan_serving(
     config: ExperimentConfig,
     *,

@@ -11,11 +11,11 @@ from typing import Any
 
 from llenergymeasure._version import tool_version
 from llenergymeasure.config.hashing import measurement_config_hash
-from llenergymeasure.energy.baseline import Baseline
 from llenergymeasure.energy.trace import Trace
 from llenergymeasure.engines.base import GenerationOutput, ModelInfo
 from llenergymeasure.engines.model_files import count_params, weights_mib
 from llenergymeasure.engines.resolve import converted_cache_dir, model_fingerprint
+from llenergymeasure.experiment.baseline import Idle
 from llenergymeasure.experiment.compute import flops_result
 from llenergymeasure.experiment.energy_figures import energy_result
 from llenergymeasure.experiment.measurement import Window
@@ -69,9 +69,8 @@ def build_serving_result(
     warmup: WarmupResult,
     timings: TimingResult,
     environment: EnvironmentSnapshot,
-    baseline: Baseline | None,
-    baseline_note: str | None,
-    idle_no_context: tuple[Baseline | None, str | None] = (None, None),
+    baseline: Idle,
+    idle_no_context: Idle = (None, None),
     trace: Trace,
     count_tokens: TokenCounter | None,
 ) -> ExperimentResult:
@@ -89,9 +88,7 @@ def build_serving_result(
         n_requests=window.n_completed,
         config=plan.config,
         baseline=baseline,
-        baseline_note=baseline_note,
-        idle_no_context=idle_no_context[0],
-        idle_no_context_note=idle_no_context[1],
+        idle_no_context=idle_no_context,
     )
     serving = _serving(plan, server, driven, requests, window, energy, warmup)
     view = TraceView.of(trace)

@@ -53,6 +53,7 @@ class DomainEnergy(FrozenRecord):
     )
 
 
+# Alike energy/baseline.py:Baseline, kept apart because result.json fixes this field order
 class BaselineResult(FrozenRecord):
     """Idle power of the measured devices over an idle interval, and how it was obtained."""
 

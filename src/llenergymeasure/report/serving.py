@@ -19,7 +19,7 @@ from html import escape
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.report.chart import chart
 from llenergymeasure.report.markup import grid, html_table, number, section
-from llenergymeasure.report.svg import PALETTE, Rule, Series
+from llenergymeasure.report.svg import MUTED, PALETTE, VERMILLION, Rule, Series
 from llenergymeasure.results.collection import RunResult
 
 __all__ = ["FOLLOWS_SHARE", "ServingPoint", "saturation_rate", "serving_points", "serving_section"]
@@ -161,7 +161,7 @@ def _labels(points: Sequence[ServingPoint]) -> list[str]:
 def _energy_latency_chart(points: Sequence[ServingPoint]) -> str:
     usable = [p for p in points if p.ttft_p90_ms is not None and p.j_per_request is not None]
     slo = next((p.slo_ttft_ms for p in points if p.slo_ttft_ms is not None), None)
-    rules = [Rule(slo, f"TTFT SLO {slo:g} ms", "#D55E00")] if slo is not None else []
+    rules = [Rule(slo, f"TTFT SLO {slo:g} ms", VERMILLION)] if slo is not None else []
     return chart(
         [
             Series(
@@ -187,7 +187,7 @@ def _goodput_chart(points: Sequence[ServingPoint], saturated: float | None) -> s
     rules = [Rule(saturated, f"saturation point {saturated:g} req/s")] if saturated else []
     return chart(
         [
-            Series("offered", xs, xs, mode="lines", color="#999999"),
+            Series("offered", xs, xs, mode="lines", color=MUTED),
             Series("achieved", xs, [p.achieved_per_s for p in usable], color=PALETTE[0]),
             Series("goodput (meets SLO)", xs, [p.goodput_per_s for p in usable], color=PALETTE[2]),
         ],

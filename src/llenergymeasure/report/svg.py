@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "MUTED",
     "PALETTE",
+    "SKY_BLUE",
+    "VERMILLION",
     "Band",
     "Rule",
     "Scale",
@@ -32,6 +35,10 @@ PALETTE: tuple[str, ...] = (
     "#000000",
     "#F0E442",
 )
+# Colours with one meaning in every chart: vermillion for a limit (an SLO, throttling) or
+# the Pareto front, sky blue for the measured window, grey for what sits behind the data.
+VERMILLION, SKY_BLUE = PALETTE[1], PALETTE[5]
+MUTED = "#999999"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,10 @@ from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.report.chart import chart
 from llenergymeasure.report.configs import ConfigRuns, j_per_token, pareto_front, tokens_per_s
 from llenergymeasure.report.markup import grid, html_table, number, param_text, plain, section
-from llenergymeasure.report.svg import PALETTE, Series
+from llenergymeasure.report.svg import MUTED, PALETTE, VERMILLION, Series
 from llenergymeasure.results.collection import AggregateView
 
 __all__ = ["SweptAxis", "pareto_section", "sweep_plots"]
-
-
-_FRONT_COLOR = "#D55E00"
 
 
 def sweep_plots(configs: Sequence[ConfigRuns], swept: Sequence[str]) -> str:
@@ -185,7 +182,7 @@ def _pareto_chart(
             [x for x, _ in measured],
             [y for _, y in measured],
             mode="markers",
-            color="#999999",
+            color=MUTED,
             faint=True,
             marker_r=2.5,
         ),
@@ -202,7 +199,7 @@ def _pareto_chart(
             "Pareto front",
             [points[i][0] for i in front],
             [points[i][1] for i in front],
-            color=_FRONT_COLOR,
+            color=VERMILLION,
             marker_r=5,
             tooltips=[f"#{placed[i].index} {placed[i].label}" for i in front],
         ),

@@ -15,25 +15,15 @@ from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.records.timeseries import THROTTLE_MASK
 from llenergymeasure.report.chart import chart
 from llenergymeasure.report.markup import grid, section
-from llenergymeasure.report.svg import Band, Rule, Series, downsample
+from llenergymeasure.report.svg import SKY_BLUE, VERMILLION, Band, Rule, Series, downsample
 from llenergymeasure.results.collection import RunResult
 
 __all__ = ["MAX_TRACE_POINTS", "MAX_TRACE_RUNS", "traces_section"]
 
 
 MAX_TRACE_POINTS = 600
-
-
 MAX_TRACE_RUNS = 48
-
-
 _WARMUP_COLOR = "#888888"
-
-
-_WINDOW_COLOR = "#56B4E9"
-
-
-_THROTTLE_COLOR = "#D55E00"
 
 
 # (column, chart name, unit, what the note says is missing)
@@ -140,9 +130,7 @@ def _trace_marks(
         if trace.warmup_start_s is not None and trace.window_start_s is not None:
             bands.append(Band(trace.warmup_start_s, trace.window_start_s, "warm-up", _WARMUP_COLOR))
         if trace.window_start_s is not None and trace.window_end_s is not None:
-            bands.append(
-                Band(trace.window_start_s, trace.window_end_s, "window", _WINDOW_COLOR, 0.12)
-            )
+            bands.append(Band(trace.window_start_s, trace.window_end_s, "window", SKY_BLUE, 0.12))
         for edge, label in (
             (trace.window_start_s, "window start"),
             (trace.window_end_s, "window end"),
@@ -156,7 +144,7 @@ def _trace_marks(
             if row["device"] == device
         ]
         for start, end in _throttled_spans(times):
-            bands.append(Band(start, end, "throttled", _THROTTLE_COLOR, 0.25))
+            bands.append(Band(start, end, "throttled", VERMILLION, 0.25))
     return bands, rules
 
 

@@ -81,6 +81,8 @@ class RunEntry:
         return f"{self.index}/c{self.cycle}"
 
 
+# Alike config/study.py:SkippedConfig, kept apart because only the shape matches
+# Alike testing/simulated_nvml_records.py:Utilization, kept apart: only the shape matches
 @dataclass(frozen=True)
 class RunResult:
     """A completed run with its result read back."""

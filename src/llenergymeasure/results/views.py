@@ -49,7 +49,6 @@ class EntryView(_Lenient):
     cycle: int
     status: str
     started_at: datetime | None = None
-    duration_s: float | None = None
     error: str | None = None
     result: str | None = None
 
@@ -65,6 +64,7 @@ class ManifestView(_Lenient):
     entries: tuple[EntryView, ...]
 
 
+# Alike study/manifest.py:ManifestEntry, kept apart because only the field shape matches
 class AggregateView(_Lenient):
     """One metric of one config across cycles, as ``study_result.json`` holds it."""
 
@@ -85,6 +85,7 @@ class ConfigAggregateView(_Lenient):
     output_tokens_per_s: AggregateView
 
 
+# Alike EntryView, kept apart because each lenient view reads another file
 class _ProtocolView(_Lenient):
     n_cycles: int
     experiment_order: str

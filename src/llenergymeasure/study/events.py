@@ -28,6 +28,7 @@ _KINDS: tuple[EventKind, ...] = ("phase", "progress", "wait", "alert")
 PROGRESS_EVERY_S = 0.5
 
 
+# Alike energy/telemetry.py:DeviceSample, kept apart because only the field shape matches
 @dataclass(frozen=True)
 class RunEvent:
     """One thing a running experiment (or the executor watching it) has to say.

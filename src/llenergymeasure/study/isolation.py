@@ -137,6 +137,7 @@ def run_isolated(
     )
 
 
+# Alike run_isolated, kept apart because a single run and a study run are two public entry points
 def run_in_runner(
     config: ExperimentConfig,
     runner: Runner,

@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llenergymeasure.records.atomic import atomic_write_text
 from llenergymeasure.study.events import RunEvent
@@ -57,18 +57,18 @@ class LiveRun(_Frozen):
     cycle: int
     label: str
     started_at: datetime
-    phase: str
-    phase_at: datetime
-    news_at: datetime
-    what: str | None = None
+    phase: str = Field(description="the step the run is in; `starting` until its first event")
+    phase_at: datetime = Field(description="when the run entered that step")
+    news_at: datetime = Field(description="when the run last sent an event")
+    what: str | None = Field(None, description="the countable work (requests, warm-up runs)")
     done: int | None = None
     total: int | None = None
     n_output_tokens: int | None = None
     energy_j: float | None = None
-    energy_method: str | None = None
-    wait_reason: str | None = None
+    energy_method: str | None = Field(None, description="`counter` or `integrated`")
+    wait_reason: str | None = Field(None, description="why the run counts down")
     wait_until: datetime | None = None
-    alert: str | None = None
+    alert: str | None = Field(None, description="a problem with the run's worker, until news")
 
 
 class LiveState(_Frozen):
@@ -78,12 +78,12 @@ class LiveState(_Frozen):
     pid: int
     host: str
     started_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(description="when the study last rewrote this file")
     protocol: StudyProtocol
-    deadline_at: datetime | None = None
-    waiting_reason: str | None = None
+    deadline_at: datetime | None = Field(None, description="when the time budget runs out")
+    waiting_reason: str | None = Field(None, description="why the study waits to start a run")
     waiting_until: datetime | None = None
-    note: str | None = None
+    note: str | None = Field(None, description="the study's latest note, e.g. why it stops")
     runs: tuple[LiveRun, ...] = ()
 
 

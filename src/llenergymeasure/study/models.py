@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llenergymeasure.config.execution import StudyExecution
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
 from llenergymeasure.records.result import ExperimentResult
@@ -22,7 +23,6 @@ __all__ = [
     "RESULT_SCHEMA_VERSION",
     "Aggregate",
     "ConfigAggregate",
-    "ExecutionLike",
     "HeadlineMetrics",
     "PlannedRunLike",
     "StudyPlanLike",
@@ -48,37 +48,6 @@ class PlannedRunLike(Protocol):
 
     @property
     def cycle(self) -> int: ...
-
-
-class ExecutionLike(Protocol):
-    """The ``study_execution:`` settings; a gap of None means the runner's default."""
-
-    @property
-    def n_cycles(self) -> int: ...
-
-    @property
-    def experiment_order(self) -> str: ...
-
-    @property
-    def experiment_gap_s(self) -> float | None: ...
-
-    @property
-    def cycle_gap_s(self) -> float | None: ...
-
-    @property
-    def experiment_timeout_s(self) -> float: ...
-
-    @property
-    def max_consecutive_failures(self) -> int: ...
-
-    @property
-    def fail_fast(self) -> bool: ...
-
-    @property
-    def study_timeout_s(self) -> float | None: ...
-
-    @property
-    def experiment_silence_timeout_s(self) -> float | None: ...
 
 
 class StudyPlanLike(Protocol):
@@ -107,7 +76,7 @@ class StudyPlanLike(Protocol):
     def resolved(self) -> Mapping[str, Any]: ...
 
     @property
-    def execution(self) -> ExecutionLike: ...
+    def execution(self) -> StudyExecution: ...
 
     def runs(self) -> Sequence[PlannedRunLike]: ...
 

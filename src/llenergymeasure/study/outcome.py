@@ -18,6 +18,8 @@ OutcomeStatus = Literal["completed", "failed", "crashed", "timed_out", "interrup
 Ended = Literal["exited", "timeout", "silent", "stopped"]
 
 
+# Alike study/events.py:RunEvent, kept apart because only the field shape matches
+# Alike energy/telemetry.py:DeviceSample, kept apart because only the field shape matches
 @dataclass(frozen=True)
 class RunOutcome:
     """How one isolated run ended; ``message`` is one line for the manifest."""

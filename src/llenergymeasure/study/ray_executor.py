@@ -31,19 +31,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from threading import Event
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from llenergymeasure.config.execution import StudyExecution
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import StudyError
-from llenergymeasure.study.control import RunControl, Stop
+from llenergymeasure.study.control import Stop
 from llenergymeasure.study.isolation import ChildTarget
-from llenergymeasure.study.manifest import Ledger, ManifestEntry
-from llenergymeasure.study.models import StudyProtocol
+from llenergymeasure.study.manifest import ManifestEntry
 from llenergymeasure.study.ray_files import SHARED_CPU_WARNING
-from llenergymeasure.study.ray_session import ConfigsByHash, RaySession, one_line
+from llenergymeasure.study.ray_session import ExecutorCall, RaySession, one_line
 from llenergymeasure.study.ray_worker import (
     RAY_EXTRA,
     EventSink,
@@ -52,7 +51,6 @@ from llenergymeasure.study.ray_worker import (
     import_ray,
     rest_owed_s,
 )
-from llenergymeasure.study.reporter import StudyReporter
 
 __all__ = [
     "RAY_EXTRA",
@@ -84,14 +82,14 @@ def gpus_per_run(config: ExperimentConfig, setting: int | None, *, cluster_has_g
     return 1
 
 
-def ray_executor_for(execution: object) -> RayExecutor | None:
+def ray_executor_for(execution: StudyExecution) -> RayExecutor | None:
     """The ray executor a ``study_execution:`` block asks for; None for the local executor."""
-    if getattr(execution, "executor", "local") != "ray":
+    if execution.executor != "ray":
         return None
     return RayExecutor(
-        address=getattr(execution, "address", None),
-        max_retries=getattr(execution, "max_retries", 1),
-        gpus_per_run=getattr(execution, "gpus_per_run", None),
+        address=execution.address,
+        max_retries=execution.max_retries,
+        gpus_per_run=execution.gpus_per_run,
     )
 
 
@@ -141,6 +139,7 @@ class RayExecutor:
         self._sink_class = ray.remote(num_cpus=0)(EventSink)
         return self
 
+    # Alike energy/trace.py:PowerTrace.__exit__, kept apart because it is the protocol signature
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -168,18 +167,7 @@ class RayExecutor:
             )
         return any(n > 0 for n in needs)
 
-    def run(
-        self,
-        ledger: Ledger,
-        entries: Sequence[ManifestEntry],
-        configs: ConfigsByHash,
-        protocol: StudyProtocol,
-        *,
-        reporter: StudyReporter,
-        stop: Event,
-        wait: Callable[[float], object],
-        control: RunControl,
-    ) -> Stop | None:
+    def run(self, entries: Sequence[ManifestEntry], call: ExecutorCall) -> Stop | None:
         """Run ``entries`` on the cluster; a Stop if the study ended early, else None.
 
         As many runs are in flight as the cluster has slots for, started in planned
@@ -190,12 +178,10 @@ class RayExecutor:
         has_gpus = self.cluster()[0] > 0
         n_gpus = {
             h: gpus_per_run(c, self.gpus_per_run, cluster_has_gpus=has_gpus)
-            for h, c in configs.items()
+            for h, c in call.configs.items()
         }
         sink = self._sink_class.remote()
-        session = RaySession(
-            self, ledger, configs, protocol, reporter, stop, wait, control, n_gpus, sink
-        )
+        session = RaySession(self, call, n_gpus, sink)
         try:
             return session.run(entries)
         finally:

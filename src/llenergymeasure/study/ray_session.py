@@ -27,7 +27,7 @@ from llenergymeasure.study.ray_files import SharedCpu, write_folder
 from llenergymeasure.study.ray_worker import Rests, WorkerReport
 from llenergymeasure.study.reporter import StudyReporter
 
-__all__ = ["SILENT_WORKER_S", "ConfigsByHash", "RaySession", "one_line"]
+__all__ = ["SILENT_WORKER_S", "ConfigsByHash", "ExecutorCall", "RaySession", "one_line"]
 
 ConfigsByHash = Mapping[str, ExperimentConfig]
 _POLL_S = 0.2  # how often the driver checks for finished runs, news and the stop event
@@ -50,6 +50,20 @@ class _Executor(Protocol):
 
 
 @dataclass(frozen=True)
+class ExecutorCall:
+    """What the study spine hands an executor for one ``run``: the ledger, the configs by
+    hash, the protocol, the reporter, the stop event, how to wait, and the run control."""
+
+    ledger: Ledger
+    configs: ConfigsByHash
+    protocol: StudyProtocol
+    reporter: StudyReporter
+    stop: Event
+    wait: Callable[[float], object]
+    control: RunControl
+
+
+@dataclass(frozen=True)
 class _Running:
     entry: ManifestEntry
     n_gpus: int
@@ -60,24 +74,14 @@ class RaySession:
     """The state of one executor run (see the module docstring)."""
 
     def __init__(
-        self,
-        executor: _Executor,
-        ledger: Ledger,
-        configs: ConfigsByHash,
-        protocol: StudyProtocol,
-        reporter: StudyReporter,
-        stop: Event,
-        wait: Callable[[float], object],
-        control: RunControl,
-        n_gpus: Mapping[str, int],
-        sink: Any,
+        self, executor: _Executor, call: ExecutorCall, n_gpus: Mapping[str, int], sink: Any
     ) -> None:
         self._executor = executor
         self._ray: Any = importlib.import_module("ray")
         self._errors: Any = importlib.import_module("ray.exceptions")
-        self._ledger, self._configs, self._protocol = ledger, configs, protocol
-        self._reporter, self._stop, self._wait = reporter, stop, wait
-        self._control, self._n_gpus, self._sink = control, n_gpus, sink
+        self._ledger, self._configs, self._protocol = call.ledger, call.configs, call.protocol
+        self._reporter, self._stop, self._wait = call.reporter, call.stop, call.wait
+        self._control, self._n_gpus, self._sink = call.control, n_gpus, sink
         self._pending: deque[ManifestEntry] = deque()
         self._in_flight: dict[Any, _Running] = {}
         self._retried: dict[tuple[str, int], int] = {}

@@ -32,6 +32,7 @@ from llenergymeasure.study.models import (
     check_plan,
 )
 from llenergymeasure.study.ray_executor import RayExecutor, ray_executor_for
+from llenergymeasure.study.ray_session import ExecutorCall
 from llenergymeasure.study.recovery import recover
 from llenergymeasure.study.reporter import NullStudyReporter, StudyReporter
 from llenergymeasure.study.signals import interrupts_held
@@ -154,16 +155,9 @@ def _run(ledger: Ledger, configs: Mapping[str, ExperimentConfig], s: _Session) -
         for line in recover(ledger):  # 2. adopt what a crash left unrecorded
             live.note(line)
         if s.executor is not None:  # 3-5 on the cluster: one run per GPU at a time
-            stopped = s.executor.run(
-                ledger,
-                remaining(ledger.manifest),
-                configs,
-                s.protocol,
-                reporter=live,
-                stop=s.stop,
-                wait=s.sleep or s.stop.wait,
-                control=control,
-            )
+            wait = s.sleep or s.stop.wait
+            call = ExecutorCall(ledger, configs, s.protocol, live, s.stop, wait, control)
+            stopped = s.executor.run(remaining(ledger.manifest), call)
         else:  # 3-5 here, one at a time
             stopped = _run_here(ledger, configs, s, live, control)
     except KeyboardInterrupt:

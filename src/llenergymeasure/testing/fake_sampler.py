@@ -12,11 +12,11 @@ from types import MappingProxyType
 from typing import Literal
 
 from llenergymeasure.energy.base import Availability, EnergyReading, WindowClock
-from llenergymeasure.records.energy import DomainEnergy
+from llenergymeasure.records.energy import Confidence, DomainEnergy
 
 __all__ = ["FakeEnergySampler"]
 
-_CONFIDENCE: Mapping[str, Literal["high", "medium", "low"]] = MappingProxyType(
+_CONFIDENCE: Mapping[str, Confidence] = MappingProxyType(
     {"counter": "high", "integrated": "medium", "estimated": "low"}
 )
 

@@ -61,6 +61,7 @@ class SimulatedHandle:
     index: int
 
 
+# Alike config/study.py:SkippedConfig, kept apart because only the shape matches
 @dataclass(frozen=True)
 class Utilization:
     gpu: int
@@ -82,6 +83,7 @@ class ProcessInfo:
     computeInstanceId: int = 0xFFFFFFFF
 
 
+# Alike testing/simulated_gpu.py:SimulatedGpu, kept apart because only the field shape matches
 @dataclass
 class Value:
     """NVML's value union: one member holds the value, chosen by ``valueType``."""
