@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from harness import Side, gpu_joules, process_cpu_s
-from llenergymeasure.experiment.reporter import NullReporter
+from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 
 __all__ = ["LlemSide", "SlowNvml", "counter_reader"]
 
@@ -105,7 +105,7 @@ class _Threads(NullReporter):
     def __init__(self, side: LlemSide) -> None:
         self._side = side
 
-    def advance(self, done: int) -> None:
+    def advance(self, done: int, so_far: WindowSoFar | None = None) -> None:
         names = {t.name for t in threading.enumerate() if t.name.startswith("llem-")}
         self._side.threads |= names
 

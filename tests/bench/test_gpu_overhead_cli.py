@@ -1,4 +1,5 @@
-"""bench/gpu_overhead.py refuses bad arguments and failed runs with one line and exit 2."""
+"""bench/gpu_overhead.py measures on the bundled model, and refuses bad arguments and failed
+runs with one line and exit 2."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def test_an_llem_error_is_one_line_and_exit_2_never_a_traceback(tmp_path: Path) 
     assert "Traceback" not in proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith("error: ") and "no-such-model" in line
+
+
+def test_a_small_run_on_the_bundled_model_ends_with_the_ratio(tmp_path: Path) -> None:
+    """Every side runs (llem's engine, window and trace included) and the last line is the
+    llem/bare ratio: the bench calls llem's own seams, so a change there must keep it whole."""
+    proc = _run(
+        *("--n-prompts", "2", "--max-output-tokens", "4", "--batch-size", "2", "--reps", "1"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    ratio = float(proc.stdout.split()[-1])
+    assert ratio > 0
