@@ -66,6 +66,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -186,6 +187,14 @@ def _config(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     }
 
 
+def _engine_weights(llem: LlemSide) -> Any:
+    """The transformers model inside llem's engine (private: the bench reaches in on purpose)."""
+    from llenergymeasure.engines.transformers import TransformersLoadedModel
+
+    assert isinstance(llem.model, TransformersLoadedModel)
+    return llem.model._model
+
+
 def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
     """One batch of each side under torch.profiler: top operators, and chrome traces."""
     import torch
@@ -195,7 +204,7 @@ def _profile(out: Path, bare: BareLoop, llem: LlemSide) -> None:
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available() and bare.model.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "bare": lambda: bare.generate(*bare.batches[0]),
         "llem": lambda: llem.model.generate(llem.one_batch),
     }
@@ -237,7 +246,7 @@ def _marker_cost_s(device: Any, n_calls: int = 2000) -> float:
 
 def _energy_lines(reps: Reps) -> list[str]:
     joules = {
-        name: [r[name].gpu_j_per_token for r in reps.reps if r[name].gpu_j_per_token is not None]
+        name: [j for r in reps.reps if (j := r[name].gpu_j_per_token) is not None]
         for name in ("llem", "bare")
     }
     if not joules["llem"] or not joules["bare"]:
@@ -292,7 +301,7 @@ def _compare(args: argparse.Namespace, folder: Path) -> None:
         dtype=args.dtype,
         device="cuda:0" if args.device == "cuda" else "cpu",
         # the engine's own transformers model: one copy of the weights for both sides
-        model=llem.model._model if args.same_model else None,
+        model=_engine_weights(llem) if args.same_model else None,
     )
     counter = counter_reader(args.device)
     try:

@@ -290,9 +290,9 @@ class Reps:
         else:
             lines.append(f"no quiet rep for {a}/{b} (others <= {QUIET_OTHERS_CORES} cores)")
         per_cpu = [
-            (r[a].n_tokens / r[a].cpu_s) / (r[b].n_tokens / r[b].cpu_s)
+            (r[a].n_tokens / a_cpu_s) / (r[b].n_tokens / b_cpu_s)
             for r in self.reps
-            if r[a].cpu_s and r[b].cpu_s
+            if (a_cpu_s := r[a].cpu_s) and (b_cpu_s := r[b].cpu_s)
         ]
         if per_cpu:
             # CPU time moves far less than wall time with other load on the host.
