@@ -111,6 +111,11 @@ class HeadlineMetrics(_Frozen):
     j_per_request: float | None = Field(None, description="serving runs: window J / request")
     goodput_per_s: float | None = Field(None, description="serving runs: requests/s meeting SLO")
 
+    @property
+    def estimated(self) -> bool:
+        """Whether the energy figures are an estimate: the run measured nothing."""
+        return self.energy_method == "estimated"
+
     @classmethod
     def of(cls, result: ExperimentResult) -> HeadlineMetrics:
         energy = result.energy

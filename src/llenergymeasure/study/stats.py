@@ -17,7 +17,14 @@ from llenergymeasure.study.models import (
 )
 from llenergymeasure.study.parity import study_parity
 
-__all__ = ["STUDY_FILE", "STUDY_RESULT_FILE", "aggregate", "build_study_result", "t_critical_95"]
+__all__ = [
+    "STUDY_FILE",
+    "STUDY_RESULT_FILE",
+    "aggregate",
+    "build_study_result",
+    "completed_energy",
+    "t_critical_95",
+]
 
 STUDY_FILE = "study.yaml"
 STUDY_RESULT_FILE = "study_result.json"
@@ -99,9 +106,7 @@ def _summary(entries: Sequence[ManifestEntry], wall_time_s: float) -> StudySumma
     def count(*statuses: str) -> int:
         return sum(e.status in statuses for e in entries)
 
-    done = [e.metrics for e in entries if e.status == "completed" and e.metrics]
-    known = [m.energy_j for m in done if m.energy_j is not None and not _estimated(m)]
-    estimated = [m.energy_j for m in done if m.energy_j is not None and _estimated(m)]
+    known, estimated = completed_energy(entries)
     return StudySummary(
         n_planned=len(entries),
         n_completed=count("completed"),
@@ -116,15 +121,23 @@ def _summary(entries: Sequence[ManifestEntry], wall_time_s: float) -> StudySumma
     )
 
 
-def _estimated(metrics: HeadlineMetrics) -> bool:
-    return metrics.energy_method == "estimated"
+def completed_energy(entries: Sequence[ManifestEntry]) -> tuple[list[float], list[float]]:
+    """The energy of each completed run with a figure: measured, and estimated, apart
+    (never to be summed together)."""
+    measured: list[float] = []
+    estimated: list[float] = []
+    for e in entries:
+        if e.status != "completed" or e.metrics is None or e.metrics.energy_j is None:
+            continue
+        (estimated if e.metrics.estimated else measured).append(e.metrics.energy_j)
+    return measured, estimated
 
 
 def _energy_of(metrics: Sequence[HeadlineMetrics]) -> tuple[list[HeadlineMetrics], str | None]:
     """The runs whose J/output token a config pools, and how it was got: the measured
     runs where any measured, else the estimated ones (never both in one figure)."""
     with_energy = [m for m in metrics if m.j_per_output_token is not None]
-    measured = [m for m in with_energy if not _estimated(m)]
+    measured = [m for m in with_energy if not m.estimated]
     pooled = measured or with_energy
     methods = sorted({m.energy_method for m in pooled if m.energy_method is not None})
     return pooled, ", ".join(methods) or None

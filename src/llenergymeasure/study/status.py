@@ -31,6 +31,7 @@ from llenergymeasure.study.control import FAILED_STATUSES
 from llenergymeasure.study.live import LiveRun, LiveState, read_live
 from llenergymeasure.study.lock import is_running
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
+from llenergymeasure.study.stats import completed_energy
 
 __all__ = [
     "CompletedRun",
@@ -187,13 +188,7 @@ def study_status(study_dir: Path, *, now: datetime | None = None) -> StudyStatus
 def _energy_so_far(entries: Sequence[ManifestEntry]) -> dict[str, Any]:
     """The energy of the runs completed so far: measured and estimated apart, never summed
     together (runs without a figure left out)."""
-    measured: list[float] = []
-    estimated: list[float] = []
-    for e in entries:
-        if e.status != "completed" or e.metrics is None or e.metrics.energy_j is None:
-            continue
-        kept = estimated if e.metrics.energy_method == "estimated" else measured
-        kept.append(e.metrics.energy_j)
+    measured, estimated = completed_energy(entries)
     return {
         "energy_so_far_j": math.fsum(measured) if measured else None,
         "n_energy_runs": len(measured),
