@@ -28,6 +28,7 @@ __all__ = [
     "device_problems",
     "host_setup_warnings",
     "measured_devices",
+    "scope_findings",
     "scope_gpus",
     "sharing",
 ]
@@ -109,6 +110,22 @@ def scope_gpus(
     except LlemError:
         return []  # the energy sampler's pre-flight says what is wrong with the scope
     return [by_index[i] for i in indices if i in by_index]
+
+
+def scope_findings(
+    scope: Sequence[GpuInfo],
+    memory_estimate_mib: float | None,
+    *,
+    strict: bool,
+    ours: Collection[int] | None = None,
+) -> tuple[list[MeasurementWarning], list[str]]:
+    """The warnings about the GPUs in scope (their set-up, other work on them, too little
+    free memory), and the problems ``--strict`` makes of the sharing ones."""
+    warnings = host_setup_warnings(scope)
+    shared = sharing(scope, memory_estimate_mib, ours=ours)
+    if strict:
+        return warnings, [f"{w.message} (--strict)" for w in shared]
+    return warnings + shared, []
 
 
 def sharing(

@@ -27,10 +27,9 @@ from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
     MeasuredScope,
     device_problems,
-    host_setup_warnings,
     measured_devices,
+    scope_findings,
     scope_gpus,
-    sharing,
 )
 from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
@@ -96,12 +95,10 @@ def run_preflight(
     memory_mib = _engine_checks(config, engine, model, runner, engine_devices, hosts, found)
     sampler, reason, sources = _energy(config, user, sampler, telemetry, devices, nvml, found)
     found.attempt(lambda: carbon_intensity(config))
-    warnings = host_setup_warnings(scope)
-    shared = sharing(scope, memory_mib if _cuda(engine_devices) else None)
-    if strict:
-        found.messages.extend(f"{w.message} (--strict)" for w in shared)
-    else:
-        warnings.extend(shared)
+    warnings, strict_problems = scope_findings(
+        scope, memory_mib if _cuda(engine_devices) else None, strict=strict
+    )
+    found.messages.extend(strict_problems)
     if found.messages or engine is None or model is None or sampler is None:
         raise PreflightError(found.messages, hint=found.hints[0] if found.hints else None)
     return Plan(

@@ -34,9 +34,8 @@ from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
 from llenergymeasure.errors import LlemError, PreflightError
 from llenergymeasure.experiment.gpu_checks import (
     MeasuredScope,
-    host_setup_warnings,
+    scope_findings,
     scope_gpus,
-    sharing,
 )
 from llenergymeasure.experiment.preflight import estimate_model_memory_mib
 from llenergymeasure.experiment.problems import Problems
@@ -186,13 +185,8 @@ def _gpus(
     launch = config.serving.server == "launch"
     memory_mib = estimate_model_memory_mib(model, config) if launch and model else None
     ours = {os.getpid()} | (set() if launch else _endpoint_processes(config.serving))
-    shared = sharing(scope, memory_mib, ours=ours)
-    warnings = host_setup_warnings(scope)
-    if strict:
-        return _GpuScope(
-            tuple(scope), driver, warnings, [f"{w.message} (--strict)" for w in shared]
-        )
-    return _GpuScope(tuple(scope), driver, warnings + shared)
+    warnings, problems = scope_findings(scope, memory_mib, strict=strict, ours=ours)
+    return _GpuScope(tuple(scope), driver, warnings, problems)
 
 
 def _endpoint_processes(serving: ServingConfig) -> set[int]:
