@@ -184,8 +184,8 @@ def _reason_seconds(
         return deltas, SamplerWarning(
             "reason_counters",
             f"{window.label}: NVML's clock-event duration counters moved by more than the "
-            f"{duration_s:.2f} s window or backwards ({shown}); sampled reason bits are used "
-            "instead",
+            f"{duration_s:.2f} s window or backwards ({shown}); the thermal summary checks "
+            "each against the sampled reason bits, and thermal reason_sources says which it used",
             "see the message",
         )
     return deltas, None
