@@ -90,6 +90,16 @@ def test_auto_on_cuda_without_a_readable_nvml_fails_instead_of_measuring_the_cpu
 ) -> None:
     # this host has nvidia-ml-py but no NVIDIA driver: a CUDA run here must not silently
     # become a CPU-only measurement
+    error = _auto_on_cuda_fails(tmp_path)
+    assert error.message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
+    # pynvml imported (it is a dependency) and failed at the driver, not at the import
+    assert "NVML could not initialise: " in error.message
+    assert "not installed" not in error.message
+    assert error.hint is not None and "energy_sampler" in error.hint
+
+
+def _auto_on_cuda_fails(tmp_path: Path, nvml: object = None) -> EnergyError:
+    """The error of ``auto`` on cuda:0 with ``nvml`` (None: this host's pynvml)."""
     with pytest.raises(EnergyError) as caught:
         select_sampler(
             "auto",
@@ -97,12 +107,9 @@ def test_auto_on_cuda_without_a_readable_nvml_fails_instead_of_measuring_the_cpu
             tdp_source="x",
             devices=["cuda:0"],
             powercap_root=tmp_path,
+            nvml=nvml,
         )
-    assert caught.value.message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
-    # pynvml imported (it is a dependency) and failed at the driver, not at the import
-    assert "NVML could not initialise: " in caught.value.message
-    assert "not installed" not in caught.value.message
-    assert caught.value.hint is not None and "energy_sampler" in caught.value.hint
+    return caught.value
 
 
 @pytest.mark.parametrize(
@@ -122,16 +129,7 @@ def test_the_cuda_pre_flight_failure_says_whether_pynvml_or_the_driver_is_missin
 ) -> None:
     if pynvml is None:
         monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` fails
-    with pytest.raises(EnergyError) as caught:
-        select_sampler(
-            "auto",
-            watts_per_thread=10.0,
-            tdp_source="x",
-            devices=["cuda:0"],
-            powercap_root=tmp_path,
-            nvml=nvml,
-        )
-    message = caught.value.message
+    message = _auto_on_cuda_fails(tmp_path, nvml).message
     assert message.startswith("this run uses cuda:0 but NVML cannot measure it: ")
     assert message.endswith(reason) if pynvml is None else reason in message
     assert ("not installed" in message) is (pynvml is None)

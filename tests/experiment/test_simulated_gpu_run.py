@@ -149,6 +149,17 @@ def test_compute_and_phase_energy_of_a_run_on_a_simulated_h200(tmp_path: Path) -
     assert load_result(folder).phase_energy == split
 
 
+def _repeating_window(**measurement: object) -> dict[str, object]:
+    """The fake engine at 2 batches of 2 prompts x 10 tokens (20 ms prefill, 5 ms a token),
+    no warm-up or baseline, with ``measurement`` settings (``min_window_s`` to repeat it)."""
+    return {
+        "engine": "fake",
+        "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
+        "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
+        "measurement": {"warmup": {"enabled": False}, "baseline": {"enabled": False}} | measurement,
+    }
+
+
 def test_a_window_of_several_passes_keeps_its_step_times_for_compute_and_the_phase_split() -> None:
     from test_flops import SMOLLM2_135M
 
@@ -156,18 +167,8 @@ def test_a_window_of_several_passes_keeps_its_step_times_for_compute_and_the_pha
     from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
 
     nvml = h200_nvml(call_latency_s=0.0)
-    config = {
-        "engine": "fake",
-        "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
-        "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
-        "measurement": {
-            # one pass is ~0.14 s: a 0.5 s minimum makes the window repeat the prompt set
-            "min_window_s": 0.5,
-            "warmup": {"enabled": False},
-            "baseline": {"enabled": False},
-            "sample_interval_ms": 20,
-        },
-    }
+    # one pass is ~0.14 s: a 0.5 s minimum makes the window repeat the prompt set
+    config = _repeating_window(min_window_s=0.5, sample_interval_ms=20)
     result = run_experiment(config, engine=SimulatedGpuEngine(nvml, shape=SMOLLM2_135M), nvml=nvml)
     n_passes = result.window.n_passes
     assert n_passes >= 2
@@ -204,16 +205,7 @@ def test_a_gpu_without_instant_power_gets_its_phase_times_and_no_energy_split() 
     # no POWER_INSTANT field: the trace reads nvmlDeviceGetPowerUsage, a 1 s average
     nvml = h200_nvml(call_latency_s=0.0, gpu={"has_power_fields": False})
     result = run_experiment(
-        {
-            "engine": "fake",
-            "fake": {"prefill_latency_ms": 20, "token_latency_ms": 5, "batch_size": 2},
-            "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
-            "measurement": {
-                "min_window_s": 0.3,
-                "warmup": {"enabled": False},
-                "baseline": {"enabled": False},
-            },
-        },
+        _repeating_window(min_window_s=0.3),
         engine=SimulatedGpuEngine(nvml),
         nvml=nvml,
     )
