@@ -32,6 +32,7 @@ from llenergymeasure.engines.tensorrt import (
 )
 from llenergymeasure.engines.tensorrt_build import ENGINE_COMPLETE_FILE, sampling_kwargs
 from llenergymeasure.errors import EngineError, PreflightError
+from llenergymeasure.experiment.options import Overrides
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
@@ -528,7 +529,7 @@ def _preflight(
         measurement={"energy_sampler": "none"},
     )
     try:
-        run_preflight(cfg, user=UserConfig(), engine=TensorRTEngine())
+        run_preflight(cfg, user=UserConfig(), overrides=Overrides(engine=TensorRTEngine()))
     except PreflightError as err:
         return err.problems
     return []

@@ -6,7 +6,12 @@ scope, one for the CPU packages when RAPL is read) from the first idle reading t
 end of the window; a run that finds a device locked waits up to ``lock_timeout_s``
 with a countdown, then fails naming the holder.
 
-The CLI passes them to :func:`~llenergymeasure.experiment.run.run_experiment`; study
+:class:`Overrides` are the parts of a run that a caller supplies in place of what the
+config and the host would give: an engine, an energy sampler, telemetry sources, a
+stand-in for pynvml. Tests pass doubles this way; one bundle travels from
+:func:`~llenergymeasure.experiment.run.run_experiment` through both pre-flights.
+
+The CLI passes the options to :func:`~llenergymeasure.experiment.run.run_experiment`; study
 children and runners in other environments read them from the environment
 (:meth:`RunOptions.from_environ`), where the CLI puts them for the processes it starts.
 """
@@ -14,12 +19,18 @@ children and runners in other environments read them from the environment
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llenergymeasure.errors import ConfigError
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "MAX_LOCK_TIMEOUT_S", "RunOptions"]
+if TYPE_CHECKING:
+    from llenergymeasure.energy.base import EnergySampler
+    from llenergymeasure.energy.telemetry import TelemetrySource
+    from llenergymeasure.engines.base import Engine
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "MAX_LOCK_TIMEOUT_S", "Overrides", "RunOptions"]
 
 # Long enough to outwait another run's baseline and short window, short enough that a
 # run queued behind a long study says so within minutes.
@@ -71,3 +82,17 @@ class RunOptions:
             _NO_LOCK: "0" if self.lock else "1",
             _LOCK_TIMEOUT: f"{self.lock_timeout_s:g}",
         }
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What replaces the engine, sampler, telemetry or pynvml the config and host would give.
+
+    ``None`` keeps the usual choice: the config's engine, the sampler and telemetry
+    the host supports, the installed pynvml.
+    """
+
+    engine: Engine | None = None
+    sampler: EnergySampler | None = None
+    telemetry: Sequence[TelemetrySource] | None = None
+    nvml: object | None = None

@@ -31,11 +31,18 @@ from llenergymeasure.experiment.gpu_checks import (
     scope_findings,
     scope_gpus,
 )
+from llenergymeasure.experiment.options import Overrides
 from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
-__all__ = ["Plan", "estimate_model_memory_mib", "gpu_requirement_problems", "run_preflight"]
+__all__ = [
+    "Plan",
+    "choose_sampler",
+    "estimate_model_memory_mib",
+    "gpu_requirement_problems",
+    "run_preflight",
+]
 
 _MIB = 2**20
 _BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -66,21 +73,17 @@ def run_preflight(
     config: ExperimentConfig,
     *,
     user: UserConfig,
-    engine: Engine | None = None,
-    sampler: EnergySampler | None = None,
-    telemetry: Sequence[TelemetrySource] | None = None,
     strict: bool = False,
-    nvml: object | None = None,
-    environ: Mapping[str, str] | None = None,
+    overrides: Overrides = Overrides(),
 ) -> Plan:
     """Check engine, model, dataset, devices, memory and energy sampler; raise once for all.
 
     ``strict`` turns the warnings about a shared GPU or too little GPU memory into
-    problems. ``nvml`` stands in for pynvml (a simulated NVML in tests).
+    problems. ``overrides`` replace the engine, sampler, telemetry or pynvml (doubles in
+    tests).
     """
-    environ = os.environ if environ is None else environ
     found = Problems()
-    engine, runner = _engine(config, engine, user, found)
+    engine, runner = _engine(config, overrides.engine, user, found)
     model = found.attempt(lambda: resolve_model(config.task.model))
     prompts = None
     if config.task.dataset.source != "synthetic":
@@ -89,11 +92,12 @@ def run_preflight(
         )
     engine_devices = engine.devices(config) if engine is not None else ["cpu"]
     found.messages.extend(device_problems(config))
-    hosts = _hosts(config, engine, engine_devices, nvml)
-    devices = measured_devices(config, engine_devices, hosts.gpus, environ)
-    scope = scope_gpus(devices, hosts.gpus, environ)
+    hosts = _hosts(config, engine, engine_devices, overrides.nvml)
+    devices = measured_devices(config, engine_devices, hosts.gpus, os.environ)
+    scope = scope_gpus(devices, hosts.gpus, os.environ)
     memory_mib = _engine_checks(config, engine, model, runner, engine_devices, hosts, found)
-    sampler, reason, sources = _energy(config, user, sampler, telemetry, devices, nvml, found)
+    chosen = found.attempt(lambda: choose_sampler(config, user, overrides, devices))
+    sampler, reason, sources = chosen if chosen is not None else (None, "", ())
     found.attempt(lambda: carbon_intensity(config))
     warnings, strict_problems = scope_findings(
         scope, memory_mib if _cuda(engine_devices) else None, strict=strict
@@ -191,35 +195,25 @@ def _engine_checks(
     return memory_mib
 
 
-def _energy(
-    config: ExperimentConfig,
-    user: UserConfig,
-    sampler: EnergySampler | None,
-    telemetry: Sequence[TelemetrySource] | None,
-    devices: Sequence[str],
-    nvml: object,
-    found: Problems,
-) -> tuple[EnergySampler | None, str, tuple[TelemetrySource, ...]]:
+def choose_sampler(
+    config: ExperimentConfig, user: UserConfig, overrides: Overrides, devices: Sequence[str]
+) -> tuple[EnergySampler, str, tuple[TelemetrySource, ...]]:
     """The energy sampler (given, or chosen for the devices), why, and its telemetry."""
-    sources: tuple[TelemetrySource, ...] = tuple(telemetry) if telemetry is not None else ()
-    if sampler is not None:
-        reason = f"given explicitly ({type(sampler).__name__})"
-        return sampler, reason, sources if telemetry is not None else (ProcessTelemetry(),)
+    given, telemetry = overrides.sampler, overrides.telemetry
+    if given is not None:
+        sources = tuple(telemetry) if telemetry is not None else (ProcessTelemetry(),)
+        return given, f"given explicitly ({type(given).__name__})", sources
     tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
-    chosen = found.attempt(
-        lambda: select_sampler(
-            config.measurement.energy_sampler,
-            watts_per_thread=tdp.watts_per_thread,
-            tdp_source=tdp.source,
-            devices=devices,
-            nvml=nvml,
-        ),
+    selection = select_sampler(
+        config.measurement.energy_sampler,
+        watts_per_thread=tdp.watts_per_thread,
+        tdp_source=tdp.source,
+        devices=devices,
+        nvml=overrides.nvml,
     )
-    if chosen is None:
-        return None, "", sources
-    final = chosen.sources if telemetry is None else sources
-    share_nvml_polling(chosen.sampler, final)  # one thread polls NVML, the trace's
-    return chosen.sampler, chosen.reason, final
+    sources = tuple(telemetry) if telemetry is not None else selection.sources
+    share_nvml_polling(selection.sampler, sources)  # one thread polls NVML, the trace's
+    return selection.sampler, selection.reason, sources
 
 
 def gpu_requirement_problems(

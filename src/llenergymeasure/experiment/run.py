@@ -24,7 +24,7 @@ from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
 from llenergymeasure.experiment.measurement import Window, measure_window
 from llenergymeasure.experiment.metrics import build_result
-from llenergymeasure.experiment.options import RunOptions
+from llenergymeasure.experiment.options import Overrides, RunOptions
 from llenergymeasure.experiment.preflight import Plan, run_preflight
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.serving import run_serving_experiment
@@ -59,16 +59,15 @@ def run_experiment(
     """
     if not isinstance(config, ExperimentConfig):
         config = validate_experiment(config)
+    overrides = Overrides(engine=engine, sampler=sampler, telemetry=telemetry, nvml=nvml)
     if config.mode == "serving":  # a server under load: its own spine (experiment/serving.py)
         return run_serving_experiment(
             config,
             output_dir=output_dir,
-            sampler=sampler,
-            telemetry=telemetry,
             reporter=reporter,
             user_config=user_config,
             options=options,
-            nvml=nvml,
+            overrides=overrides,
         )[0]
     reporter = reporter or NullReporter()
     user = user_config if user_config is not None else load_user_config()
@@ -77,15 +76,7 @@ def run_experiment(
     # 2. environment snapshot, in the background
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
-        plan = run_preflight(
-            config,
-            user=user,
-            engine=engine,
-            sampler=sampler,
-            telemetry=telemetry,
-            strict=options.strict,
-            nvml=nvml,
-        )
+        plan = run_preflight(config, user=user, strict=options.strict, overrides=overrides)
     run = _measure(plan, options, reporter, clock)  # 3.-8.
     # 9. metrics, warnings and the result object
     result = _result(plan, run, clock, environment.result())

@@ -27,13 +27,12 @@ from pathlib import Path
 
 from llenergymeasure.config.loading import UserConfig, load_user_config
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.energy.base import EnergySampler
-from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
+from llenergymeasure.energy.telemetry import close_sources
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.errors import ServerError
 from llenergymeasure.experiment.baseline import Idle, take_baseline, take_idle_no_context
 from llenergymeasure.experiment.device_lock import locked_devices
-from llenergymeasure.experiment.options import RunOptions
+from llenergymeasure.experiment.options import Overrides, RunOptions
 from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.serving_load import (
     Driven,
@@ -61,34 +60,27 @@ _ENDPOINT_NO_IDLE = (
 )
 
 
-# Alike experiment/run.py:run_experiment, kept apart because that hands serving runs here
 def run_serving_experiment(
     config: ExperimentConfig,
     *,
     output_dir: Path | str | None = None,
-    sampler: EnergySampler | None = None,
-    telemetry: Sequence[TelemetrySource] | None = None,
     reporter: Reporter | None = None,
     user_config: UserConfig | None = None,
     options: RunOptions | None = None,
-    nvml: object | None = None,
+    overrides: Overrides = Overrides(),
 ) -> tuple[ExperimentResult, Path | None]:
     """Run one serving experiment; with ``output_dir`` write it there, and return the
     result and its folder (None without ``output_dir``). ``options`` (strict, device locks)
-    default to the environment's; ``nvml`` stands in for pynvml (tests)."""
+    default to the environment's; ``overrides`` replace the sampler, telemetry or pynvml
+    (tests)."""
     reporter = reporter or NullReporter()
     options = options if options is not None else RunOptions.from_environ()
     clock = StepClock(prepare_s=0.0)  # prompts load in pre-flight
+    nvml = overrides.nvml
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
-        plan = plan_serving(
-            config,
-            user=user_config if user_config is not None else load_user_config(),
-            sampler=sampler,
-            telemetry=telemetry,
-            strict=options.strict,
-            nvml=nvml,
-        )
+        user = user_config if user_config is not None else load_user_config()
+        plan = plan_serving(config, user=user, strict=options.strict, overrides=overrides)
     run_dir = _run_dir(plan, output_dir)
     with ExitStack() as cleanup:  # released in reverse: trace, server, locks, telemetry
         cleanup.callback(close_sources, plan.sources)

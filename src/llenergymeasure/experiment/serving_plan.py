@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -26,8 +25,6 @@ from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
-from llenergymeasure.energy.process import ProcessTelemetry
-from llenergymeasure.energy.registry import select_sampler, share_nvml_polling
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
@@ -37,13 +34,13 @@ from llenergymeasure.experiment.gpu_checks import (
     scope_findings,
     scope_gpus,
 )
-from llenergymeasure.experiment.preflight import estimate_model_memory_mib
+from llenergymeasure.experiment.options import Overrides
+from llenergymeasure.experiment.preflight import choose_sampler, estimate_model_memory_mib
 from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.serving.arrivals import Schedule, arrival_schedule
 from llenergymeasure.serving.client import check_endpoint, new_client, run_sync
 from llenergymeasure.serving.server import check_port_free, listening_pid, process_tree_cpu_time_s
-from llenergymeasure.system.cpu import cpu_model, resolve_cpu_tdp, visible_cpu_count
 from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
 __all__ = ["ServerProcess", "ServingPlan", "plan_serving"]
@@ -78,21 +75,18 @@ class ServingPlan(MeasuredScope):
     server_process: ServerProcess
 
 
-# Alike experiment/preflight.py:run_preflight, kept apart because each mode checks other things
 def plan_serving(
     config: ExperimentConfig,
     *,
     user: UserConfig,
-    sampler: EnergySampler | None = None,
-    telemetry: Sequence[TelemetrySource] | None = None,
     strict: bool = False,
-    nvml: object | None = None,
-    environ: Mapping[str, str] | None = None,
+    overrides: Overrides = Overrides(),
 ) -> ServingPlan:
     """Check the server, model, prompts, schedule, GPUs and energy sampler; raise once for all.
 
     ``strict`` turns the warnings about a shared GPU or too little GPU memory into
-    problems. ``nvml`` stands in for pynvml (a simulated NVML in tests).
+    problems. ``overrides`` replace the sampler, telemetry or pynvml (doubles in tests);
+    the server is never replaced.
     """
     assert config.serving is not None, "a serving config has a serving section"
     serving = config.serving
@@ -107,10 +101,8 @@ def plan_serving(
     schedule = attempt(lambda: _schedule(serving, seed))
     found.messages.extend(_period_problems(serving, schedule, min_window_s))
     server_process = ServerProcess()
-    gpus = _gpus(config, devices, model, strict, nvml, os.environ if environ is None else environ)
-    chosen = attempt(
-        lambda: _sampler(config, user, devices, sampler, telemetry, server_process, nvml)
-    )
+    gpus = _gpus(config, devices, model, strict, overrides.nvml)
+    chosen = attempt(lambda: _sampler(config, user, devices, overrides, server_process))
     if found.messages or gpus.problems or chosen is None or prompts is None:
         found.messages.extend(gpus.problems)
         raise found.error("no energy sampler")
@@ -169,7 +161,6 @@ def _gpus(
     model: ResolvedModel | None,
     strict: bool,
     nvml: object | None,
-    environ: Mapping[str, str],
 ) -> _GpuScope:
     """The GPUs in scope, their set-up warnings, and whether other work shares them.
 
@@ -180,7 +171,7 @@ def _gpus(
     if not any(d.startswith("cuda") for d in devices):
         return _GpuScope()
     listed, driver, _ = list_gpus(nvml)
-    scope = scope_gpus(devices, listed, environ)
+    scope = scope_gpus(devices, listed, os.environ)
     assert config.serving is not None
     launch = config.serving.server == "launch"
     memory_mib = estimate_model_memory_mib(model, config) if launch and model else None
@@ -279,26 +270,14 @@ def _sampler(
     config: ExperimentConfig,
     user: UserConfig,
     devices: list[str],
-    given: EnergySampler | None,
-    telemetry: Sequence[TelemetrySource] | None,
+    overrides: Overrides,
     server: ServerProcess,
-    nvml: object | None,
 ) -> tuple[EnergySampler, str, tuple[TelemetrySource, ...]]:
-    if given is not None:
-        sources = tuple(telemetry) if telemetry is not None else (ProcessTelemetry(),)
-        return given, f"given explicitly ({type(given).__name__})", sources
-    tdp = resolve_cpu_tdp(cpu_model(), user.cpu_tdp_w, visible_cpu_count())
-    selection = select_sampler(
-        config.measurement.energy_sampler,
-        watts_per_thread=tdp.watts_per_thread,
-        tdp_source=tdp.source,
-        devices=devices,
-        nvml=nvml,
-    )
-    sources = tuple(telemetry) if telemetry is not None else selection.sources
-    share_nvml_polling(selection.sampler, sources)  # one thread polls NVML, the trace's
-    sampler, note = _attribute_estimate(selection.sampler, config.serving, server)
-    return sampler, selection.reason + (f"; {note}" if note else ""), sources
+    sampler, reason, sources = choose_sampler(config, user, overrides, devices)
+    if overrides.sampler is not None:  # given explicitly: used as it is
+        return sampler, reason, sources
+    sampler, note = _attribute_estimate(sampler, config.serving, server)
+    return sampler, reason + (f"; {note}" if note else ""), sources
 
 
 def _attribute_estimate(
