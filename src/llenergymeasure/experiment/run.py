@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,16 @@ from llenergymeasure.config.loading import UserConfig, load_user_config, validat
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource, close_sources
-from llenergymeasure.energy.trace import PowerTrace, Trace
-from llenergymeasure.engines.base import Engine, ModelInfo
+from llenergymeasure.energy.trace import PowerTrace
+from llenergymeasure.engines.base import Engine
 from llenergymeasure.experiment.baseline import (
-    Idle,
     engine_state,
     take_baseline,
     take_idle_no_context,
 )
 from llenergymeasure.experiment.device_lock import locked_devices
 from llenergymeasure.experiment.loading import load_model, prepare_prompts
-from llenergymeasure.experiment.measurement import Window, measure_window
+from llenergymeasure.experiment.measurement import measure_window
 from llenergymeasure.experiment.metrics import build_result
 from llenergymeasure.experiment.options import Overrides, RunOptions
 from llenergymeasure.experiment.preflight import Plan, run_preflight
@@ -30,9 +28,8 @@ from llenergymeasure.experiment.reporter import NullReporter, Reporter
 from llenergymeasure.experiment.serving import run_serving_experiment
 from llenergymeasure.experiment.step_clock import StepClock
 from llenergymeasure.experiment.warmup import run_warmup
-from llenergymeasure.records.environment import EnvironmentSnapshot
 from llenergymeasure.records.files import create_unique_dir, run_dir_name, write_experiment
-from llenergymeasure.records.result import ExperimentResult, WarmupResult
+from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.system.environment import EnvironmentCapture, capture_environment
 
 __all__ = ["run_experiment", "write_single_run"]
@@ -77,45 +74,21 @@ def run_experiment(
     environment = EnvironmentCapture(lambda: capture_environment(nvml=nvml)).start()
     with clock("preflight_s"), reporter.step("pre-flight"):  # 1. every problem at once
         plan = run_preflight(config, user=user, strict=options.strict, overrides=overrides)
-    run = _measure(plan, options, reporter, clock)  # 3.-8.
-    # 9. metrics, warnings and the result object
-    result = _result(plan, run, clock, environment.result())
+    result = _measure(plan, options, reporter, clock, environment)  # 3.-9.
     if output_dir is not None:
         write_single_run(result, Path(output_dir))
     return result
 
 
-def _result(
-    plan: Plan, run: _Measured, clock: StepClock, environment: EnvironmentSnapshot
+def _measure(
+    plan: Plan,
+    options: RunOptions,
+    reporter: Reporter,
+    clock: StepClock,
+    environment: EnvironmentCapture,
 ) -> ExperimentResult:
-    return build_result(
-        plan,
-        run.info,
-        run.prompt_ids,
-        warmup=run.warmup,
-        window=run.window,
-        timings=clock.result(run.window.duration_s),
-        environment=environment,
-        baseline=run.baseline,
-        idle_no_context=run.idle,
-        trace=run.trace,
-    )
-
-
-# Alike energy/base.py:EnergyReading, kept apart because only the field shape matches
-@dataclass(frozen=True)
-class _Measured:
-    info: ModelInfo
-    prompt_ids: tuple[str, ...]
-    warmup: WarmupResult
-    window: Window
-    baseline: Idle
-    idle: Idle
-    trace: Trace
-
-
-def _measure(plan: Plan, options: RunOptions, reporter: Reporter, clock: StepClock) -> _Measured:
-    """Steps 3 to 8, with the devices locked throughout; everything released on every exit."""
+    """Steps 3 to 9: 3 to 8 with the devices locked throughout, everything released on
+    every exit; then the result."""
     config = plan.config
     with ExitStack() as cleanup:  # released in reverse: trace, model, locks, telemetry
         cleanup.callback(close_sources, plan.sources)
@@ -149,7 +122,18 @@ def _measure(plan: Plan, options: RunOptions, reporter: Reporter, clock: StepClo
                 min_window_s=config.measurement.min_window_for(on_gpu=plan.on_gpu),
             )
         recorded = trace.stop()
-    return _Measured(model.info, prompts.ids, warmup, window, baseline, idle, recorded)
+    return build_result(  # 9. metrics, warnings and the result object
+        plan,
+        model.info,
+        prompts.ids,
+        warmup=warmup,
+        window=window,
+        timings=clock.result(window.duration_s),
+        environment=environment.result(),
+        baseline=baseline,
+        idle_no_context=idle,
+        trace=recorded,
+    )
 
 
 def write_single_run(result: ExperimentResult, root: Path) -> Path:
