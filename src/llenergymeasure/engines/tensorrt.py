@@ -178,14 +178,12 @@ class TensorRTLoadedModel(TokenizerText, NoDeviceHooks):
         eos_ids: Sequence[int],
         use_chat_template: bool,
     ) -> None:
-        self._config = config
+        super().__init__(config, tokenizer, use_chat_template=use_chat_template)
         self._llm = llm
-        self._tokenizer = tokenizer
         self._sampling_params = sampling_params
         self._eos = set(eos_ids)
         self._end_id = eos_ids[0] if eos_ids else None
         self.info = info
-        self._use_chat_template = use_chat_template
 
     @classmethod
     def load(

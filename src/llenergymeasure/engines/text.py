@@ -92,12 +92,18 @@ def prompt_ids(
 class TokenizerText:
     """``encode``, ``decode`` and prompt ids of a loaded model with a Hugging Face tokenizer.
 
-    A mixin of the engines' loaded models; they set the three attributes below.
+    A base of the engines' loaded models. ``use_chat_template`` None applies the
+    template as ``task.chat_template`` says (when unset: when the model has one).
     """
 
-    _tokenizer: Any
-    _config: ExperimentConfig
-    _use_chat_template: bool
+    def __init__(
+        self, config: ExperimentConfig, tokenizer: Any, *, use_chat_template: bool | None = None
+    ) -> None:
+        self._config = config
+        self._tokenizer = tokenizer
+        if use_chat_template is None:
+            use_chat_template = resolve_chat_template(tokenizer, config.task.chat_template)
+        self._use_chat_template = use_chat_template
 
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))

@@ -30,7 +30,7 @@ from llenergymeasure.engines.model_files import (
     stop_ids,
 )
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.engines.text import TokenizerText, resolve_chat_template
+from llenergymeasure.engines.text import TokenizerText
 from llenergymeasure.engines.timing import (
     STATIC_BATCH_TIMING,
     EventStepClock,
@@ -129,13 +129,11 @@ class TransformersLoadedModel(TokenizerText):
         info: ModelInfo,
         generate_kwargs: dict[str, Any],
     ) -> None:
-        self._config = config
+        super().__init__(config, tokenizer)
         self._section = config.transformers or TransformersConfig()
         self._model = model
-        self._tokenizer = tokenizer
         self._device = info.device
         self.info = info
-        self._use_chat_template = resolve_chat_template(tokenizer, config.task.chat_template)
         self._generate_kwargs = generate_kwargs
 
     @classmethod

@@ -44,7 +44,7 @@ from llenergymeasure.engines.model_files import (
 )
 from llenergymeasure.engines.placement import Placement, nvml_gpus, place, visible
 from llenergymeasure.engines.resolve import ResolvedModel
-from llenergymeasure.engines.text import TokenizerText, resolve_chat_template
+from llenergymeasure.engines.text import TokenizerText
 from llenergymeasure.engines.vllm_support import (
     CPU_KV_CACHE_GIB,
     effective_engine_args,
@@ -183,7 +183,6 @@ class _Payload:
 class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
     """A vLLM ``LLM`` (engine and workers) and the model's Hugging Face tokenizer."""
 
-    # Alike engines/tensorrt.py:TensorRTLoadedModel, kept apart: engines never import each other
     def __init__(
         self,
         config: ExperimentConfig,
@@ -192,13 +191,11 @@ class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
         sampling_params: Any,
         info: ModelInfo,
     ) -> None:
-        self._config = config
+        super().__init__(config, tokenizer)
         self._llm = llm
-        self._tokenizer = tokenizer
         self._sampling_params = sampling_params
         self._device = info.device
         self.info = info
-        self._use_chat_template = resolve_chat_template(tokenizer, config.task.chat_template)
 
     @classmethod
     def load(
