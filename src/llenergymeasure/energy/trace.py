@@ -28,7 +28,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from llenergymeasure.energy.running_energy import EnergySoFar, RunningEnergy, Snapshot
 from llenergymeasure.energy.telemetry import DeviceSample, TelemetrySource
@@ -173,12 +172,7 @@ class PowerTrace:
     def __enter__(self) -> PowerTrace:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _run(self, anchor: float) -> None:

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from llenergymeasure.config.execution import StudyExecution
@@ -139,13 +138,7 @@ class RayExecutor:
         self._sink_class = ray.remote(num_cpus=0)(EventSink)
         return self
 
-    # Alike energy/trace.py:PowerTrace.__exit__, kept apart because it is the protocol signature
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
