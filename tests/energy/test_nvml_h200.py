@@ -9,6 +9,7 @@ import pytest
 
 from llenergymeasure.energy.base import EnergyReading, SamplerWarning
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
+from llenergymeasure.energy.throttle import _counter_doubt
 from llenergymeasure.testing.h200 import h200_nvml
 from llenergymeasure.testing.simulated_nvml import ManualClock, SimulatedNvml
 
@@ -98,6 +99,22 @@ def test_reason_counters_give_the_seconds_at_the_power_cap() -> None:
     assert seconds["sw_power_cap"] == pytest.approx(3.0, abs=0.05)
     assert seconds["sw_thermal_slowdown"] == 0.0
     assert seconds["hw_power_brake_slowdown"] == 0.0
+
+
+@pytest.mark.parametrize(("units_per_s", "warned"), [(1.1e9, False), (2.0e9, True)])
+def test_the_reason_counter_warning_uses_the_thermal_summarys_bound(
+    units_per_s: float, warned: bool
+) -> None:
+    # 3.3 s in a 3 s window is within the edges' slack that the thermal summary allows,
+    # and is used there; 6 s is not, and the summary falls back to the sampled bits
+    clock = ManualClock()
+    reading = window(loaded_h200(clock, reason_counter_units_per_s=units_per_s), clock, 3.0)
+    counted = reading.details["devices"]["gpu:0"]["clock_event_s"]["sw_power_cap"]
+    assert counted == pytest.approx(3.0 * units_per_s / 1e9, rel=0.02)
+    doubt = _counter_doubt(counted, counted, 3.0)  # what the thermal summary makes of it
+    codes = [w.code for w in reading.warnings if isinstance(w, SamplerWarning)]
+    assert ("reason_counters" in codes) is warned
+    assert (doubt is not None) is warned
 
 
 @pytest.mark.parametrize(

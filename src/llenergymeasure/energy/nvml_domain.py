@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from llenergymeasure.energy.base import SamplerWarning
 from llenergymeasure.energy.nvml_readings import POWER_SOURCE_TEXT, GpuReader
+from llenergymeasure.energy.throttle import counter_out_of_window
 from llenergymeasure.records.energy import DomainEnergy
 
 __all__ = ["MIN_INTEGRATION_SAMPLES", "GpuWindow", "domain_result"]
@@ -23,8 +24,6 @@ __all__ = ["MIN_INTEGRATION_SAMPLES", "GpuWindow", "domain_result"]
 # Fewer power samples than this do not stand in for a counter that failed.
 MIN_INTEGRATION_SAMPLES = 10
 _KEPT_ERRORS = 5
-# A reason counter that advanced by more than the window (plus this) is not a duration.
-_REASON_SLACK_S = 0.2
 
 
 @dataclass
@@ -178,7 +177,7 @@ def _reason_seconds(
     if not common:
         return None, None
     deltas = {r: reasons_end_s[r] - window.reasons_start_s[r] for r in sorted(common)}
-    implausible = {r: s for r, s in deltas.items() if s < 0 or s > duration_s + _REASON_SLACK_S}
+    implausible = {r: s for r, s in deltas.items() if counter_out_of_window(s, duration_s)}
     if implausible:
         shown = ", ".join(f"{r} {s:+.3f} s" for r, s in implausible.items())
         return deltas, SamplerWarning(

@@ -33,6 +33,7 @@ __all__ = [
     "THROTTLE_BITS",
     "ThrottleSummary",
     "TraceWarning",
+    "counter_out_of_window",
     "summarise_thermal",
     "trace_warnings",
 ]
@@ -275,11 +276,17 @@ def _merge_counters(
     return seconds, sources, believed
 
 
+def counter_out_of_window(counted_s: float, window_s: float | None) -> bool:
+    """Whether a reason's counter went backwards or counted more than the window can hold."""
+    too_long = window_s is not None and counted_s > window_s * _WINDOW_SLACK + _WINDOW_SLACK_S
+    return counted_s < 0 or too_long
+
+
 def _counter_doubt(counted_s: float, sampled_s: float, window_s: float | None) -> str | None:
     """Why a reason's counter cannot be its duration in the window, or None."""
-    if counted_s < 0:
-        return "it went backwards"
-    if window_s is not None and counted_s > window_s * _WINDOW_SLACK + _WINDOW_SLACK_S:
+    if counter_out_of_window(counted_s, window_s):
+        if counted_s < 0:
+            return "it went backwards"
         return f"it counted {counted_s:.3g} s in a {window_s:.3g} s window"
     if sampled_s >= _MIN_SAMPLED_S and counted_s < _MIN_COUNTER_SHARE * sampled_s:
         return f"it counted {counted_s:.3g} s where the sampled bits show {sampled_s:.3g} s"
