@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_a_corrupt_cache_file_is_ignored(tmp_path: Path) -> None:
         _sampler(clock, 60.0), config, key="k", cache=BaselineCache(tmp_path), sleep=clock.sleep
     )
     assert clock.slept == [7.0]
+
+
+def test_a_cache_entry_in_another_shape_is_measured_afresh(tmp_path: Path) -> None:
+    # a baseline cached by an older llem lacks power_w and age_s: not trusted, re-measured
+    old = {
+        "baseline": {
+            "power_w_by_domain": {"gpu:0": 55.0},
+            "duration_s": 10.0,
+            "n_samples": 1,
+            "std_w": None,
+            "method": "counter",
+            "strategy": "cached",
+            "measured_at": datetime.now(timezone.utc).isoformat(),
+            "note": "measured now",
+            "state": None,
+        },
+        "runs_since_check": 0,
+    }
+    (tmp_path / "k.json").write_text(json.dumps(old), encoding="utf-8")
+    cache = BaselineCache(tmp_path)
+    assert cache.load("k") is None
+    clock = Clock()
+    config = BaselineConfig(strategy="cached", duration_s=10)
+    fresh = obtain_baseline(_sampler(clock, 60.0), config, key="k", cache=cache, sleep=clock.sleep)
+    assert clock.slept == [10.0] and fresh.power_w == pytest.approx(80.0)
+    hit = cache.load("k")
+    assert hit is not None and hit[0] == fresh  # the entry is rewritten in today's shape

@@ -16,7 +16,6 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,30 +23,24 @@ from llenergymeasure.config.models import BaselineConfig
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.energy.trace import PowerTrace
+from llenergymeasure.records.energy import BaselineResult
 
-__all__ = ["Baseline", "BaselineCache", "measure_baseline", "obtain_baseline"]
+__all__ = [
+    "BaselineCache",
+    "baseline_age_s",
+    "measure_baseline",
+    "obtain_baseline",
+    "obtain_idle_figure",
+]
 
 
-@dataclass(frozen=True)
-class Baseline:
-    """Idle power per domain and how it was obtained."""
+def baseline_age_s(baseline: BaselineResult, now: datetime) -> float:
+    """Seconds since the baseline was measured (never negative)."""
+    return max(0.0, (now - baseline.measured_at).total_seconds())
 
-    power_w_by_domain: dict[str, float]
-    duration_s: float
-    n_samples: int
-    std_w: float | None
-    method: str
-    strategy: str
-    measured_at: datetime
-    note: str = "measured now"
-    state: str | None = None
 
-    @property
-    def power_w(self) -> float:
-        return sum(self.power_w_by_domain.values())
-
-    def age_s(self, now: datetime) -> float:
-        return max(0.0, (now - self.measured_at).total_seconds())
+def _reused(cached: BaselineResult, strategy: str, note: str) -> BaselineResult:
+    return cached.model_copy(update={"strategy": strategy, "note": note})
 
 
 def measure_baseline(
@@ -60,7 +53,7 @@ def measure_baseline(
     strategy: str = "fresh",
     state: str | None = None,
     domains: Callable[[str], bool] = lambda domain: True,
-) -> Baseline:
+) -> BaselineResult:
     """Read the sampler over ``duration_s`` of idling; std from a power trace when there is one.
 
     Only measured domains that ``domains`` accepts get an idle figure.
@@ -78,18 +71,22 @@ def measure_baseline(
         n_samples = len(totals)
         std_w = statistics.stdev(totals) if len(totals) >= 2 else None
     seconds = reading.duration_s or duration_s
-    return Baseline(
-        power_w_by_domain={
-            d.domain: d.energy_j / seconds
-            for d in reading.domains
-            if d.energy_j is not None and d.method != "estimated" and domains(d.domain)
-        },
+    by_domain = {
+        d.domain: d.energy_j / seconds
+        for d in reading.domains
+        if d.energy_j is not None and d.method != "estimated" and domains(d.domain)
+    }
+    return BaselineResult(
+        power_w=sum(by_domain.values()),
+        power_w_by_domain=by_domain,
         duration_s=seconds,
         n_samples=n_samples,
         std_w=std_w,
         method=reading.method or "none",
         strategy=strategy,
         measured_at=datetime.now(timezone.utc),
+        age_s=0.0,  # the result gives its age when it is used
+        note="measured now",
         state=state,
     )
 
@@ -103,24 +100,18 @@ class BaselineCache:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
-    def load(self, key: str) -> tuple[Baseline, int] | None:
+    def load(self, key: str) -> tuple[BaselineResult, int] | None:
         """The cached baseline and the runs since it was last checked, or None."""
         try:
             data = json.loads(self._path(key).read_text(encoding="utf-8"))
-            baseline = Baseline(
-                **{
-                    **data["baseline"],
-                    "measured_at": datetime.fromisoformat(data["baseline"]["measured_at"]),
-                }
-            )
+            baseline = BaselineResult.model_validate(data["baseline"])
             return baseline, int(data["runs_since_check"])
         except (OSError, ValueError, KeyError, TypeError):
             return None  # no cache, or one we cannot trust: measure afresh
 
-    def save(self, key: str, baseline: Baseline, runs_since_check: int) -> None:
+    def save(self, key: str, baseline: BaselineResult, runs_since_check: int) -> None:
         """Write atomically; a cache we cannot write is not an error (the run measured anyway)."""
-        record = asdict(baseline)
-        record["measured_at"] = baseline.measured_at.isoformat()
+        record = baseline.model_dump(mode="json")
         payload = json.dumps({"baseline": record, "runs_since_check": runs_since_check}, indent=2)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -142,10 +133,10 @@ def obtain_baseline(
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     state: str | None = None,
-) -> Baseline:
+) -> BaselineResult:
     """A baseline by the configured strategy (see the module docstring)."""
 
-    def fresh(duration_s: float) -> Baseline:
+    def fresh(duration_s: float) -> BaselineResult:
         return measure_baseline(
             sampler,
             duration_s,
@@ -159,26 +150,23 @@ def obtain_baseline(
     if config.strategy == "fresh" or cache is None:
         return fresh(config.duration_s)
     hit = cache.load(key)
-    if hit is None or hit[0].age_s(now()) > config.cache_ttl_s:
+    if hit is None or baseline_age_s(hit[0], now()) > config.cache_ttl_s:
         measured = fresh(config.duration_s)
         cache.save(key, measured, 0)
         return measured
     cached, runs = hit
     if config.strategy == "cached" or runs + 1 < config.validate_every:
         cache.save(key, cached, runs + 1)
-        return replace(
-            cached, strategy=config.strategy, note=f"cached, {runs + 1} runs since check"
-        )
+        return _reused(cached, config.strategy, f"cached, {runs + 1} runs since check")
     spot = fresh(config.spot_check_s)
     drift = abs(spot.power_w - cached.power_w) / cached.power_w if cached.power_w > 0 else 0.0
     if drift > config.drift_threshold:
-        measured = replace(
-            fresh(config.duration_s), note=f"re-measured: spot check drifted {drift:.0%}"
-        )
+        note = f"re-measured: spot check drifted {drift:.0%}"
+        measured = fresh(config.duration_s).model_copy(update={"note": note})
         cache.save(key, measured, 0)
         return measured
     cache.save(key, cached, 0)
-    return replace(cached, strategy=config.strategy, note=f"cached, spot check drift {drift:.1%}")
+    return _reused(cached, config.strategy, f"cached, spot check drift {drift:.1%}")
 
 
 def obtain_idle_figure(
@@ -192,16 +180,16 @@ def obtain_idle_figure(
     domains: Callable[[str], bool],
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-) -> Baseline:
+) -> BaselineResult:
     """A secondary idle figure: the cached one while younger than ``ttl_s``, else measured now.
 
     Measured over ``duration_s`` (a spot check's length, not a full baseline's), so that
     keeping the figure costs a run nothing most of the time and a few seconds at worst.
     """
     hit = cache.load(key)
-    if hit is not None and hit[0].age_s(now()) <= ttl_s:
+    if hit is not None and baseline_age_s(hit[0], now()) <= ttl_s:
         cached = hit[0]
-        return replace(cached, strategy="cached", note=f"cached, {cached.age_s(now()):.0f} s old")
+        return _reused(cached, "cached", f"cached, {baseline_age_s(cached, now()):.0f} s old")
     measured = measure_baseline(
         sampler, duration_s, sleep=sleep, strategy="fresh", state=state, domains=domains
     )

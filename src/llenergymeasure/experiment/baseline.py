@@ -22,15 +22,11 @@ import os
 import socket
 
 from llenergymeasure.config.paths import cache_root
-from llenergymeasure.energy.baseline import (
-    Baseline,
-    BaselineCache,
-    obtain_baseline,
-    obtain_idle_figure,
-)
+from llenergymeasure.energy.baseline import BaselineCache, obtain_baseline, obtain_idle_figure
 from llenergymeasure.experiment.gpu_checks import MeasuredScope
 from llenergymeasure.experiment.preflight import Plan
 from llenergymeasure.experiment.reporter import Reporter
+from llenergymeasure.records.energy import BaselineResult
 
 __all__ = [
     "LOADED_STATE",
@@ -45,7 +41,7 @@ __all__ = [
 LOADED_STATE = "engine loaded and idle (model resident, CUDA context held on a GPU), before warm-up"
 NO_CONTEXT_STATE = "no CUDA context on the GPUs in scope (before the model loaded)"
 # An idle figure, or None with the reason there is none.
-Idle = tuple[Baseline | None, str | None]
+Idle = tuple[BaselineResult | None, str | None]
 
 
 def baseline_key(plan: MeasuredScope, state: str, engine: str | None = None) -> str:

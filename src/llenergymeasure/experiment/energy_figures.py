@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from llenergymeasure.config.loading import carbon_intensity
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.energy.baseline import Baseline
+from llenergymeasure.energy.baseline import baseline_age_s
 from llenergymeasure.experiment.baseline import Idle
 from llenergymeasure.experiment.measurement import Window
 from llenergymeasure.records.energy import BaselineResult, EnergyResult, EstimatedEnergy
@@ -104,11 +104,8 @@ def _co2_factor(config: ExperimentConfig) -> float | None:
     return intensity * config.measurement.pue / _J_PER_KWH if intensity is not None else None
 
 
-def _baseline_result(baseline: Baseline | None, now: datetime) -> BaselineResult | None:
+def _baseline_result(baseline: BaselineResult | None, now: datetime) -> BaselineResult | None:
+    """The idle figure with its age at ``now``, when the result is assembled."""
     if baseline is None:
         return None
-    return BaselineResult.read_off(
-        baseline,
-        power_w_by_domain=dict(baseline.power_w_by_domain),
-        age_s=baseline.age_s(now),
-    )
+    return baseline.model_copy(update={"age_s": baseline_age_s(baseline, now)})

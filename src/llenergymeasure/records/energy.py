@@ -53,9 +53,12 @@ class DomainEnergy(FrozenRecord):
     )
 
 
-# Alike energy/baseline.py:Baseline, kept apart because result.json fixes this field order
 class BaselineResult(FrozenRecord):
-    """Idle power of the measured devices over an idle interval, and how it was obtained."""
+    """Idle power of the measured devices over an idle interval, and how it was obtained.
+
+    The energy code measures and caches it with ``age_s`` 0; the result gives its age
+    when the run used it.
+    """
 
     power_w: float
     power_w_by_domain: dict[str, float]
