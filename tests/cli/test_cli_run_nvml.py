@@ -17,21 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
+from h200_run import h200_config
 from llenergymeasure.testing.h200 import H200_DRIVER_VERSION
 from llenergymeasure.testing.pynvml_stand_in import write_stand_in
 
-CONFIG: dict[str, Any] = {
-    "engine": "fake",
-    "fake": {"token_latency_ms": 5, "batch_size": 2},
-    "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
-    "measurement": {
-        "devices": ["cuda:0"],
-        "min_window_s": 1.0,
-        "sample_interval_ms": 50,
-        "warmup": {"enabled": False},
-        "baseline": {"duration_s": 1.0, "spot_check_s": 1.0, "strategy": "fresh"},
-    },
-}
+CONFIG = h200_config(
+    {"measurement": {"devices": ["cuda:0"], "min_window_s": 1.0, "sample_interval_ms": 50}}
+)
 
 
 def llem_on_h200(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from llenergymeasure import run_experiment
+from h200_run import run_h200
 from llenergymeasure.energy.composite import CompositeSampler
 from llenergymeasure.energy.estimate import EstimateSampler
 from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
@@ -16,7 +16,6 @@ from llenergymeasure.energy.registry import select_sampler, share_nvml_polling
 from llenergymeasure.energy.trace import PowerTrace
 from llenergymeasure.experiment.reporter import NullReporter, WindowSoFar
 from llenergymeasure.testing.h200 import h200_nvml
-from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
 POLLER = "llem-nvml-power"
@@ -94,22 +93,8 @@ class _Watching(NullReporter):
 def test_a_run_on_a_simulated_gpu_has_one_nvml_polling_thread() -> None:
     nvml = h200_nvml(call_latency_s=0.0)
     reporter = _Watching()
-    result = run_experiment(
-        {
-            "engine": "fake",
-            "fake": {"token_latency_ms": 5, "batch_size": 2},
-            "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
-            "measurement": {
-                "min_window_s": 0.5,
-                "sample_interval_ms": 20,
-                "warmup": {"enabled": False},
-                "baseline": {"enabled": False},
-            },
-        },
-        engine=SimulatedGpuEngine(nvml),
-        nvml=nvml,
-        reporter=reporter,
-    )
+    change = {"measurement": {"min_window_s": 0.5, "baseline": {"enabled": False}}}
+    result = run_h200(change, nvml=nvml, reporter=reporter)
     assert reporter.seen and all(pollers == [] for pollers in reporter.seen)
     (gpu,) = [d for d in result.energy.domains if d.domain == "gpu:0"]
     assert gpu.method == "counter" and gpu.integrated_j is not None

@@ -7,22 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from h200_run import h200_config
 from llenergymeasure import run_experiment
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.testing.h200 import h200_nvml
 
-CONFIG = {
-    "engine": "fake",
-    "fake": {"token_latency_ms": 2},
-    "task": {"dataset": {"n_prompts": 2}, "max_output_tokens": 4},
-    "measurement": {
-        "devices": ["cuda:0"],
-        "min_window_s": 0.3,
-        "sample_interval_ms": 50,
-        "warmup": {"enabled": False},
-        "baseline": {"duration_s": 0.3, "spot_check_s": 0.3, "strategy": "fresh"},
-    },
-}
+CONFIG = h200_config(
+    {
+        "fake": {"token_latency_ms": 2},
+        "task": {"dataset": {"n_prompts": 2}, "max_output_tokens": 4},
+        "measurement": {
+            "devices": ["cuda:0"],
+            "min_window_s": 0.3,
+            "sample_interval_ms": 50,
+            "baseline": {"duration_s": 0.3, "spot_check_s": 0.3},
+        },
+    }
+)
 _NVML = h200_nvml()
 FUNCTIONS = sorted(n for n in dir(_NVML) if n.startswith("nvml") and callable(getattr(_NVML, n)))
 # without these NVML cannot be used at all: a CUDA run stops in pre-flight, saying why

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from h200_run import h200_config
 from llenergymeasure import run_experiment
 from llenergymeasure.experiment.options import RunOptions
 from llenergymeasure.testing.h200 import h200_nvml
@@ -22,17 +23,7 @@ from llenergymeasure.testing.simulated_gpu_engine import SimulatedGpuEngine
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "scripts" / "gpu_check_assert.py"
 # As the check's single run: a 10 s window; the idle figures short, so the test takes ~15 s.
-CONFIG: dict[str, Any] = {
-    "engine": "fake",
-    "fake": {"token_latency_ms": 5, "batch_size": 2},
-    "task": {"dataset": {"n_prompts": 4}, "max_output_tokens": 10},
-    "measurement": {
-        "sample_interval_ms": 50,
-        "min_window_s": 10,
-        "warmup": {"enabled": False},
-        "baseline": {"duration_s": 1.0, "spot_check_s": 1.0, "strategy": "fresh"},
-    },
-}
+CONFIG = h200_config({"measurement": {"sample_interval_ms": 50, "min_window_s": 10}})
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,9 @@
 """Whole experiments on simulated H200s: the fake engine holds a CUDA context on the GPU from
 load to close and keeps it busy while it generates, so the board's power does what a real
-engine makes it do (80 W idle, 120 W with the engine loaded, 685 W at the power cap)."""
+engine makes it do (80 W idle, 120 W with the engine loaded, 685 W at the power cap).
+
+The one home of the short run every test folder uses on the simulated H200: a test
+states only what it changes (:func:`h200_config`)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,11 @@ CONFIG: dict[str, Any] = {
 }
 
 
+def h200_config(change: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`CONFIG` with ``change`` merged over it (mappings key by key)."""
+    return deep_merge(CONFIG, change or {})
+
+
 class Waits(NullReporter):
     """Records every wait (and its reason) instead of only sleeping."""
 
@@ -54,7 +62,7 @@ def run_h200(
     """One experiment on the simulated GPUs (one H200 unless ``nvml`` says otherwise)."""
     nvml = nvml or h200_nvml()
     return run_experiment(
-        deep_merge(CONFIG, change or {}),
+        h200_config(change),
         engine=engine or SimulatedGpuEngine(nvml),
         nvml=nvml,
         options=options or RunOptions(),
