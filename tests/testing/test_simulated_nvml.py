@@ -3,10 +3,13 @@ and behave as NVML did on a real H200 (sensor ticks, averaged power, contexts, t
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import sys
 import threading
 
+import pynvml
 import pytest
 
 from llenergymeasure.testing.h200 import H200_DRIVER_VERSION, h200, h200_nvml
@@ -144,6 +147,63 @@ def test_missing_fields_and_omitted_functions_behave_as_an_older_nvml() -> None:
     assert (instant.nvmlReturn, counter.nvmlReturn) == (3, 3)  # NVML_ERROR_NOT_SUPPORTED
     assert not hasattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons")
     assert nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle) == 0x1
+
+
+# --- pynvml's own types -----------------------------------------------------------------
+
+
+def test_values_come_back_as_pynvml_structures_and_process_objects() -> None:
+    clock = ManualClock()
+    nvml = started(h200(), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.open_context(0, used_mib=1500.0)
+    clock.set(1.0)
+    assert isinstance(nvml.nvmlDeviceGetMemoryInfo(handle), pynvml.c_nvmlMemory_t)
+    assert isinstance(nvml.nvmlDeviceGetUtilizationRates(handle), pynvml.c_nvmlUtilization_t)
+    values = nvml.nvmlDeviceGetFieldValues(handle, [INSTANT, (AVERAGE, 0)])
+    assert isinstance(values, ctypes.Array)
+    assert all(isinstance(value, pynvml.c_nvmlFieldValue_t) for value in values)
+    assert [(value.fieldId, value.valueType) for value in values] == [
+        (INSTANT, pynvml.NVML_VALUE_TYPE_UNSIGNED_INT),
+        (AVERAGE, pynvml.NVML_VALUE_TYPE_UNSIGNED_INT),
+    ]
+    assert isinstance(values[0].value, pynvml.c_nvmlValue_t)
+    (process,) = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    assert isinstance(process, pynvml.nvmlFriendlyObject)
+    assert (process.usedGpuMemory, process.gpuInstanceId) == (1500 * 1024 * 1024, 0xFFFFFFFF)
+
+
+def test_a_union_member_read_as_another_gives_the_same_bytes_reinterpreted() -> None:
+    clock = ManualClock()
+    nvml = started(h200(), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.open_context(0)
+    nvml.set_busy(0, True)
+    clock.set(7.0)
+    field = nvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP
+    (counter,) = nvml.nvmlDeviceGetFieldValues(handle, [field])
+    ns = counter.value.ullVal
+    assert ns > 2**32  # wider than the 32-bit member, so reading that one must wrap
+    raw = bytes(ctypes.c_uint64(ns))  # the union's bytes, as the counter left them
+    assert bytes(counter.value) == raw
+    assert counter.value.uiVal == ctypes.c_uint32.from_buffer_copy(raw).value == ns % 2**32
+    assert counter.value.usVal == ctypes.c_uint16.from_buffer_copy(raw).value
+    assert counter.value.dVal == ctypes.c_double.from_buffer_copy(raw).value != 0.0
+
+
+def test_a_stand_in_in_place_of_pynvml_still_gets_nvidia_ml_pys_structures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # as a stand-in holds the name
+    clock = ManualClock()
+    nvml = started(h200(power_w=500.0), clock=clock)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.set(2.0)
+    (instant,) = nvml.nvmlDeviceGetFieldValues(handle, [INSTANT])
+    assert type(instant).__name__ == "c_nvmlFieldValue_t"
+    assert isinstance(instant, ctypes.Structure)
+    assert instant.value.uiVal == 500_000
+    assert type(nvml.nvmlDeviceGetMemoryInfo(handle)).__name__ == "c_nvmlMemory_t"
 
 
 # --- scripts, errors and the library ----------------------------------------------------

@@ -82,7 +82,6 @@ class RunEntry:
 
 
 # Alike config/study.py:SkippedConfig, kept apart because only the shape matches
-# Alike testing/simulated_nvml_records.py:Utilization, kept apart: only the shape matches
 @dataclass(frozen=True)
 class RunResult:
     """A completed run with its result read back."""

@@ -111,7 +111,6 @@ class Destination:
 
 # Alike config/study.py:SkippedConfig, kept apart because only the shape matches
 # Alike results/collection.py:RunResult, kept apart because only the shape matches
-# Alike testing/simulated_nvml_records.py:Utilization, kept apart: only the shape matches
 @dataclass(frozen=True)
 class Completed:
     result_dir: Path

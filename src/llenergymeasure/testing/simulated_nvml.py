@@ -12,9 +12,10 @@ It behaves as NVML did on a real H200 (``testing/simulated_gpu.py`` says how, an
 a 1 s moving average, instant power comes through ``nvmlDeviceGetFieldValues``, the board
 idles higher once a process opens a CUDA context (:meth:`SimulatedNvml.open_context`),
 and every call takes ``call_latency_s`` (~1 ms; on a :class:`ManualClock` the call moves
-the clock). Values come back in NVML's units and types: mW, mJ, °C, MHz and percent as
-ints, memory in bytes, names and UUIDs as ``str``, durations in ns. ``omit`` hides NVML
-functions, as an older driver or an incomplete stand-in would.
+the clock). Values come back in NVML's units and pynvml's types: mW, mJ, °C, MHz and
+percent as ints, memory in bytes, names and UUIDs as ``str``, durations in ns, and
+structures as pynvml's own ctypes structures (``testing/simulated_nvml_records.py``).
+``omit`` hides NVML functions, as an older driver or an incomplete stand-in would.
 """
 
 # The pynvml names (nvmlDeviceGetCount, NVML_FI_DEV_POWER_INSTANT, ...) are kept verbatim:
@@ -23,13 +24,14 @@ functions, as an older driver or an incomplete stand-in would.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from llenergymeasure.testing import simulated_nvml_errors
 from llenergymeasure.testing.simulated_gpu import GpuPhysics, SimulatedGpu
@@ -47,14 +49,15 @@ from llenergymeasure.testing.simulated_nvml_errors import (
     NVMLError_Unknown,
 )
 from llenergymeasure.testing.simulated_nvml_records import (
-    FieldValue,
     ManualClock,
-    Memory,
-    ProcessInfo,
     SimulatedHandle,
-    Utilization,
     field_value,
+    nvidia_ml_py,
+    process_info,
 )
+
+if TYPE_CHECKING:
+    import pynvml
 
 __all__ = [
     "ManualClock",
@@ -159,6 +162,7 @@ class SimulatedNvml:
             for i in range(len(self.gpus))
         ]
         self._process_names: dict[int, str] = {}
+        self._pynvml = nvidia_ml_py()  # for its structures: what pynvml hands back
 
     def __getattribute__(self, name: str) -> Any:
         # An omitted function is absent, as in a pynvml or driver that predates it.
@@ -262,11 +266,11 @@ class SimulatedNvml:
     def nvmlDeviceGetUUID(self, handle: SimulatedHandle) -> str:
         return self._gpu(handle).uuid
 
-    def nvmlDeviceGetMemoryInfo(self, handle: SimulatedHandle) -> Memory:
+    def nvmlDeviceGetMemoryInfo(self, handle: SimulatedHandle) -> pynvml.c_nvmlMemory_t:
         gpu = self._gpu(handle)
         total = gpu.memory_total_mib * _MIB
         used = min(total, round(self._now(handle, GpuPhysics.memory_used_mib) * _MIB))
-        return Memory(total=total, used=used, free=total - used)
+        return self._pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: SimulatedHandle) -> int:
         return round(self._gpu(handle).power_limit_w * 1000)
@@ -292,11 +296,13 @@ class SimulatedNvml:
     def nvmlDeviceGetCudaComputeCapability(self, handle: SimulatedHandle) -> tuple[int, int]:
         return self._gpu(handle).compute_capability
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: SimulatedHandle) -> list[ProcessInfo]:
+    def nvmlDeviceGetComputeRunningProcesses(
+        self, handle: SimulatedHandle
+    ) -> list[pynvml.nvmlFriendlyObject]:
         self._gpu(handle)
         with self._lock:
             listed = self._physics[handle.index].processes()
-        return [ProcessInfo(pid=pid, usedGpuMemory=round(mib * _MIB)) for pid, mib in listed]
+        return [process_info(self._pynvml, pid, round(mib * _MIB)) for pid, mib in listed]
 
     # --- readings --------------------------------------------------------------------
 
@@ -310,12 +316,20 @@ class SimulatedNvml:
 
     def nvmlDeviceGetFieldValues(
         self, handle: SimulatedHandle, field_ids: Sequence[int | tuple[int, int]]
-    ) -> list[FieldValue]:
+    ) -> ctypes.Array[pynvml.c_nvmlFieldValue_t]:
         self._gpu(handle)
+        values: ctypes.Array[pynvml.c_nvmlFieldValue_t]
+        values = (self._pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        for value, requested in zip(values, field_ids, strict=True):
+            # as pynvml asks: a field id, or a (field id, scope id) pair
+            value.fieldId, value.scopeId = (
+                requested if isinstance(requested, tuple) else (requested, 0)
+            )
         t = self.now_s()
         with self._lock:
-            physics = self._physics[handle.index]
-            return [field_value(physics, requested, t) for requested in field_ids]
+            for value in values:
+                field_value(value, self._physics[handle.index], t)
+        return values
 
     def nvmlDeviceGetTemperature(self, handle: SimulatedHandle, sensor: int) -> int:
         self._gpu(handle)
@@ -329,9 +343,9 @@ class SimulatedNvml:
             raise NVMLError_NotSupported()
         return round(self._now(handle, GpuPhysics.sm_clock_mhz))
 
-    def nvmlDeviceGetUtilizationRates(self, handle: SimulatedHandle) -> Utilization:
+    def nvmlDeviceGetUtilizationRates(self, handle: SimulatedHandle) -> pynvml.c_nvmlUtilization_t:
         pct = round(self._read(handle, GpuPhysics.utilisation_pct))
-        return Utilization(gpu=pct, memory=pct)
+        return self._pynvml.c_nvmlUtilization_t(gpu=pct, memory=pct)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: SimulatedHandle) -> int:
         return int(self._read(handle, GpuPhysics.reasons))

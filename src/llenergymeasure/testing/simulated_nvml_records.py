@@ -1,31 +1,41 @@
-"""The plain values the simulated NVML hands back, its handle, and a manual clock.
+"""What the simulated NVML hands back: pynvml's own types, filled as NVML fills them.
 
-Field names follow pynvml's ctypes structures (``usedGpuMemory``, ``nvmlReturn``, ...),
-so code written against pynvml reads them unchanged.
+Memory, utilisation and field values come back as nvidia-ml-py's ctypes structures
+(``c_nvmlMemory_t``, ``c_nvmlUtilization_t``, an array of ``c_nvmlFieldValue_t``), and
+running processes as the friendly objects pynvml makes of ``c_nvmlProcessInfo_t``. So a
+field wraps at its C width, and a union member read as another gives the same bytes
+reinterpreted, as on hardware. Also here: the simulated handle and a manual clock.
 """
-
-# ruff: noqa: N815
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from llenergymeasure.testing.simulated_gpu import GpuPhysics
 
+if TYPE_CHECKING:
+    import pynvml
+
 __all__ = [
-    "FieldValue",
     "ManualClock",
-    "Memory",
-    "ProcessInfo",
     "SimulatedHandle",
-    "Utilization",
-    "Value",
     "field_value",
+    "nvidia_ml_py",
+    "process_info",
 ]
 
 _SUCCESS, _NOT_SUPPORTED = 0, 3  # NVML_SUCCESS, NVML_ERROR_NOT_SUPPORTED
 _UNSIGNED_INT, _UNSIGNED_LONG_LONG = 1, 3  # NVML_VALUE_TYPE_*
+_NO_INSTANCE = 0xFFFFFFFF  # a process's GPU and compute instance ids outside MIG
+# nvidia-ml-py's module, loaded under this name where a stand-in holds ``pynvml``
+_SHADOWED_NAME = "llenergymeasure.testing._nvidia_ml_py"
 
 
 class ManualClock:
@@ -61,64 +71,64 @@ class SimulatedHandle:
     index: int
 
 
-# Alike config/study.py:SkippedConfig, kept apart because only the shape matches
-@dataclass(frozen=True)
-class Utilization:
-    gpu: int
-    memory: int
+def nvidia_ml_py() -> ModuleType:
+    """nvidia-ml-py's ``pynvml`` module, whose types the simulated NVML hands back.
+
+    Where a stand-in holds the name ``pynvml`` (the module ``pynvml_stand_in`` writes, a
+    :class:`~llenergymeasure.testing.simulated_nvml.SimulatedNvml` a test put in
+    ``sys.modules``, or None there to hide it), the package's own file is loaded under a
+    private name instead, once per process.
+    """
+    try:
+        module = importlib.import_module("pynvml")
+    except ImportError:
+        module = None
+    if module is not None and hasattr(module, "c_nvmlFieldValue_t"):
+        return module
+    loaded = sys.modules.get(_SHADOWED_NAME)
+    if loaded is not None:
+        return loaded
+    path = str(importlib.metadata.distribution("nvidia-ml-py").locate_file("pynvml.py"))
+    spec = importlib.util.spec_from_file_location(_SHADOWED_NAME, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"nvidia-ml-py's pynvml cannot be loaded from {path}")
+    loaded = importlib.util.module_from_spec(spec)
+    # registered before it runs: pynvml looks itself up in sys.modules while it loads
+    sys.modules[_SHADOWED_NAME] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[_SHADOWED_NAME]
+        raise
+    return loaded
 
 
-@dataclass(frozen=True)
-class Memory:
-    total: int
-    used: int
-    free: int
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    pid: int
-    usedGpuMemory: int
-    gpuInstanceId: int = 0xFFFFFFFF
-    computeInstanceId: int = 0xFFFFFFFF
-
-
-# Alike testing/simulated_gpu.py:SimulatedGpu, kept apart because only the field shape matches
-@dataclass
-class Value:
-    """NVML's value union: one member holds the value, chosen by ``valueType``."""
-
-    dVal: float = 0.0
-    uiVal: int = 0
-    ulVal: int = 0
-    ullVal: int = 0
-    sllVal: int = 0
-    siVal: int = 0
-    usVal: int = 0
-
-
-@dataclass
-class FieldValue:
-    fieldId: int
-    scopeId: int
-    timestamp: int
-    latencyUsec: int
-    valueType: int
-    nvmlReturn: int
-    value: Value = field(default_factory=Value)
-
-
-def field_value(physics: GpuPhysics, requested: int | tuple[int, int], t: float) -> FieldValue:
-    """One field value, as NVML fills it: a return code per field, the value in its member."""
-    field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
-    value = FieldValue(field_id, scope, round(t * 1e6), 1000, 0, _SUCCESS)
-    reading = physics.field(field_id, t)
-    if reading is None:
-        value.nvmlReturn = _NOT_SUPPORTED
-    elif isinstance(reading, float):
+def field_value(value: pynvml.c_nvmlFieldValue_t, physics: GpuPhysics, t: float) -> None:
+    """Fill ``value`` for the field its ``fieldId`` names, as NVML does: a return code per
+    field, the reading in the union member that ``valueType`` names."""
+    value.timestamp = round(t * 1e6)
+    value.latencyUsec = 1000
+    reading = physics.field(value.fieldId, t)
+    value.nvmlReturn = _NOT_SUPPORTED if reading is None else _SUCCESS
+    if isinstance(reading, float):
         value.valueType = _UNSIGNED_INT
         value.value.uiVal = round(reading * 1000)
-    else:
+    elif isinstance(reading, int):
         value.valueType = _UNSIGNED_LONG_LONG
         value.value.ullVal = reading
-    return value
+
+
+def process_info(nvml_py: ModuleType, pid: int, used_bytes: int) -> pynvml.nvmlFriendlyObject:
+    """One entry of ``nvmlDeviceGetComputeRunningProcesses``, as pynvml hands it back: the
+    ``c_nvmlProcessInfo_t`` NVML fills, turned into a friendly object, with memory NVML
+    cannot tell (``NVML_VALUE_NOT_AVAILABLE``) as None."""
+    filled = nvml_py.c_nvmlProcessInfo_t(
+        pid=pid,
+        usedGpuMemory=used_bytes,
+        gpuInstanceId=_NO_INSTANCE,
+        computeInstanceId=_NO_INSTANCE,
+    )
+    info = nvml_py.nvmlStructToFriendlyObject(filled)
+    if info.usedGpuMemory == nvml_py.NVML_VALUE_NOT_AVAILABLE_ulonglong.value:
+        info.usedGpuMemory = None
+    return info
