@@ -75,6 +75,7 @@ class ServingPlan(MeasuredScope):
     server_process: ServerProcess
 
 
+# Alike experiment/preflight.py:run_preflight, kept apart: one calling convention, other checks
 def plan_serving(
     config: ExperimentConfig,
     *,

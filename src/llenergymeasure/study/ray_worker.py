@@ -174,7 +174,6 @@ def experiment_task(
         scratch = Path(tempfile.mkdtemp(prefix="llem-ray-"))
         try:
             with _no_main_script():
-                # Alike experiment/run.py:run_experiment, kept apart: only the call shape matches
                 outcome = run_isolated(
                     config,
                     study_dir=scratch,
