@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from h200_run import Waits, run_h200
 from test_flops import SMOLLM2_135M
 
+from h200_run import Waits, run_h200
 from llenergymeasure.energy.running_energy import EnergySoFar
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.experiment.options import RunOptions

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h200_run import Waits
 
+from h200_run import Waits
 from llenergymeasure import run_experiment
 from llenergymeasure.config.loading import deep_merge
 from llenergymeasure.errors import PreflightError
