@@ -46,8 +46,8 @@ run: $(STAMP)
 	$(BIN)/llem run
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check --no-cache src tests bench scripts
+	$(BIN)/ruff format --no-cache --check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
