@@ -327,8 +327,9 @@ class SimulatedNvml:
             )
         t = self.now_s()
         with self._lock:
+            physics = self._physics[handle.index]
             for value in values:
-                field_value(value, self._physics[handle.index], t)
+                field_value(value, physics, t)
         return values
 
     def nvmlDeviceGetTemperature(self, handle: SimulatedHandle, sensor: int) -> int:
