@@ -31,7 +31,7 @@ from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.records.files import write_experiment
 from llenergymeasure.report.html import write_report
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome
+from llenergymeasure.study.isolation import RunLimits, RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
@@ -82,10 +82,9 @@ def run_in_process(
     study_dir: Path,
     index: int,
     cycle: int,
-    timeout_s: float,
+    limits: RunLimits,
     on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
-    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     """One experiment on a simulated GPU, in this process, written like an isolated child."""
     began = time.monotonic()

@@ -22,7 +22,7 @@ from llenergymeasure.energy.nvml import NvmlSampler, NvmlTelemetry
 from llenergymeasure.energy.process import ProcessTelemetry
 from llenergymeasure.records.files import write_experiment
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome
+from llenergymeasure.study.isolation import RunLimits, RunOutcome
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.testing.simulated_nvml import SimulatedGpu, SimulatedNvml
 
@@ -77,10 +77,9 @@ def run_in_process(
     study_dir: Path,
     index: int,
     cycle: int,
-    timeout_s: float,
+    limits: RunLimits,
     on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
-    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     began = time.monotonic()
     if (index, cycle) == FAILING_RUN:

@@ -27,7 +27,7 @@ from llenergymeasure.errors import ResultError
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.records.files import load_result, write_experiment
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome
+from llenergymeasure.study.isolation import RunLimits, RunOutcome
 from llenergymeasure.study.manifest import Manifest
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.study.run import run_study
@@ -166,10 +166,9 @@ def _run_here(
     study_dir: Path,
     index: int,
     cycle: int,
-    timeout_s: float,
+    limits: RunLimits,
     on_progress: Callable[[RunEvent], None] | None = None,
     stop_event: Event | None = None,
-    silence_timeout_s: float | None = None,
 ) -> RunOutcome:
     """The experiment in this process (the parent's ledger is what is under test)."""
     began = time.monotonic()

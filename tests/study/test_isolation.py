@@ -13,13 +13,13 @@ import pytest
 from study_helpers import Phases, gone, tiny
 
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import log_path, run_isolated
+from llenergymeasure.study.isolation import RunLimits, log_path, run_isolated
 
 
 def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> None:
     steps = Phases()
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=7, cycle=2, timeout_s=60, on_progress=steps
+        tiny(), study_dir=tmp_path, index=7, cycle=2, limits=RunLimits(60), on_progress=steps
     )
     assert outcome.status == "completed", outcome.message
     assert outcome.result_dir is not None
@@ -41,7 +41,7 @@ def test_the_windows_progress_reaches_the_parent_with_its_output_tokens(tmp_path
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=60,
+        limits=RunLimits(60),
         on_progress=events.append,
     )
     assert outcome.status == "completed", outcome.message
@@ -53,7 +53,12 @@ def test_the_windows_progress_reaches_the_parent_with_its_output_tokens(tmp_path
 
 def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) -> None:
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=3, cycle=1, timeout_s=60, target=child_targets.always_fail
+        tiny(),
+        study_dir=tmp_path,
+        index=3,
+        cycle=1,
+        limits=RunLimits(60),
+        target=child_targets.always_fail,
     )
     assert outcome.status == "failed"
     assert outcome.error_type == "ValueError"
@@ -67,7 +72,12 @@ def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) ->
 
 def test_a_segfault_is_a_crash_named_by_its_signal(tmp_path: Path) -> None:
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=1, cycle=1, timeout_s=60, target=child_targets.segfault
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        limits=RunLimits(60),
+        target=child_targets.segfault,
     )
     assert outcome.status == "crashed"
     assert outcome.signal_name == "SIGSEGV"
@@ -87,7 +97,7 @@ def test_a_hang_times_out_and_its_whole_process_group_is_killed(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=4,
+        limits=RunLimits(4),
         target=child_targets.hang_with_grandchild,
     )
     assert time.monotonic() - began < 4 + 5
@@ -103,7 +113,12 @@ def test_a_hang_times_out_and_its_whole_process_group_is_killed(
 
 def test_a_memory_hog_ends_as_failed_or_crashed_not_as_a_hang(tmp_path: Path) -> None:
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=1, cycle=1, timeout_s=60, target=child_targets.hog_memory
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        limits=RunLimits(60),
+        target=child_targets.hog_memory,
     )
     assert outcome.status in {"failed", "crashed"}
     assert outcome.duration_s < 30
@@ -127,7 +142,7 @@ def test_a_stop_event_interrupts_the_running_child(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=60,
+        limits=RunLimits(60),
         on_progress=on_progress,
         stop_event=stop,
         target=child_targets.hang_with_grandchild,
@@ -152,7 +167,7 @@ def test_ctrl_c_in_the_parent_interrupts_and_kills_the_child(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=60,
+        limits=RunLimits(60),
         on_progress=on_progress,
         target=child_targets.hang_with_grandchild,
     )
@@ -166,7 +181,7 @@ def test_a_link_planted_at_the_log_is_refused_not_written_through(tmp_path: Path
     log = log_path(tmp_path, 2, 1)
     log.parent.mkdir(parents=True)
     log.symlink_to(victim)
-    outcome = run_isolated(tiny(), study_dir=tmp_path, index=2, cycle=1, timeout_s=60)
+    outcome = run_isolated(tiny(), study_dir=tmp_path, index=2, cycle=1, limits=RunLimits(60))
     assert outcome.status == "crashed", outcome.message
     assert victim.read_text(encoding="utf-8") == "untouched\n"
     assert not list(tmp_path.glob("002_c1_*"))

@@ -17,7 +17,7 @@ from study_helpers import make_plan, tiny
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.experiment.run import run_experiment
 from llenergymeasure.records.files import write_experiment
-from llenergymeasure.study.isolation import RunOutcome
+from llenergymeasure.study.isolation import RunLimits, RunOutcome
 from llenergymeasure.study.manifest import MANIFEST_FILE, Manifest
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.study.recovery import INCOMPLETE_DIR
@@ -37,7 +37,7 @@ class InProcess:
         study_dir: Path,
         index: int,
         cycle: int,
-        timeout_s: float,
+        limits: RunLimits,
         **_: Any,
     ) -> RunOutcome:
         self.calls.append((index, cycle))

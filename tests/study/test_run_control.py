@@ -12,7 +12,7 @@ import pytest
 from study_helpers import make_plan, tiny
 
 from llenergymeasure.config.models import ExperimentConfig
-from llenergymeasure.study.isolation import ChildTarget, RunOutcome, run_isolated
+from llenergymeasure.study.isolation import ChildTarget, RunLimits, RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Manifest
 from llenergymeasure.study.models import HeadlineMetrics
 from llenergymeasure.study.run import EXIT_TIMED_OUT, run_study
@@ -146,8 +146,7 @@ def test_a_silent_run_is_stopped_by_the_watchdog_with_its_stack_in_the_log(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=120,
-        silence_timeout_s=1.5,
+        limits=RunLimits(120, 1.5),
         target=child_targets.silent_hang,
     )
     assert outcome.status == "timed_out"
@@ -165,8 +164,7 @@ def test_an_announced_wait_or_a_talking_run_is_not_silent(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=120,
-        silence_timeout_s=1.5,
+        limits=RunLimits(120, 1.5),
         target=target,
     )
     assert outcome.status == "completed", outcome.message

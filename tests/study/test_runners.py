@@ -29,7 +29,7 @@ from llenergymeasure.engines.registry import RUNNER_ENV_PREFIX, Runner, find_run
 from llenergymeasure.errors import ConfigError, EngineError, PreflightError
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import log_path, run_in_runner, run_isolated
+from llenergymeasure.study.isolation import RunLimits, log_path, run_in_runner, run_isolated
 
 HERE = {"fake": sys.executable}  # this interpreter, started fresh: a runner of `fake`
 
@@ -55,7 +55,7 @@ def test_a_runner_runs_the_experiment_in_a_fresh_interpreter(
         study_dir=tmp_path,
         index=4,
         cycle=2,
-        timeout_s=60,
+        limits=RunLimits(60),
         on_progress=steps,
         target=runner_targets.noting_entry,
         runners=HERE,
@@ -83,7 +83,7 @@ def test_a_failure_in_a_runner_is_typed_with_its_traceback_in_the_log(tmp_path: 
         study_dir=tmp_path,
         index=3,
         cycle=1,
-        timeout_s=60,
+        limits=RunLimits(60),
         target=child_targets.always_fail,
         runners=HERE,
     )
@@ -105,7 +105,7 @@ def test_a_hang_in_a_runner_times_out_and_its_process_group_dies(
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=8,
+        limits=RunLimits(8),
         target=child_targets.hang_with_grandchild,
         runners=HERE,
     )
@@ -131,7 +131,7 @@ def test_a_stop_interrupts_a_runner_child(tmp_path: Path, monkeypatch: pytest.Mo
         study_dir=tmp_path,
         index=1,
         cycle=1,
-        timeout_s=60,
+        limits=RunLimits(60),
         on_progress=on_progress,
         stop_event=stop,
         target=child_targets.hang_with_grandchild,
@@ -158,7 +158,7 @@ def test_a_runner_that_cannot_start_is_a_crash_naming_its_last_words(tmp_path: P
         study_dir=tmp_path / "study",
         index=1,
         cycle=1,
-        timeout_s=30,
+        limits=RunLimits(30),
         runners={"fake": str(python)},
     )
     assert outcome.status == "crashed"
@@ -170,7 +170,12 @@ def test_a_runner_that_cannot_start_is_a_crash_naming_its_last_words(tmp_path: P
 def test_a_missing_runner_fails_the_run_and_the_preflight(tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere" / "python")
     outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=1, cycle=1, timeout_s=30, runners={"fake": missing}
+        tiny(),
+        study_dir=tmp_path,
+        index=1,
+        cycle=1,
+        limits=RunLimits(30),
+        runners={"fake": missing},
     )
     assert outcome.status == "failed"
     assert outcome.error_type == "ConfigError"

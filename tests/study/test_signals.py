@@ -71,9 +71,9 @@ from pathlib import Path
 import psutil
 sys.path.insert(0, sys.argv[1])
 from study_helpers import tiny
-from llenergymeasure.study.isolation import run_isolated
+from llenergymeasure.study.isolation import RunLimits, run_isolated
 
-outcome = run_isolated(tiny(), study_dir=Path(sys.argv[2]), index=1, cycle=1, timeout_s=120)
+outcome = run_isolated(tiny(), study_dir=Path(sys.argv[2]), index=1, cycle=1, limits=RunLimits(120))
 assert outcome.status == "completed", outcome.message
 (server,) = [
     p for p in psutil.Process().children()

@@ -22,7 +22,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.study import expand_study
 from llenergymeasure.errors import StudyError
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome, run_isolated
+from llenergymeasure.study.isolation import RunLimits, RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Manifest, ManifestEntry
 from llenergymeasure.study.models import HeadlineMetrics, StudyPlanLike, StudyResult
 from llenergymeasure.study.run import BREAKER_PAUSE_S, run_study
@@ -248,10 +248,9 @@ class Scripted:
         study_dir: Path,
         index: int,
         cycle: int,
-        timeout_s: float,
+        limits: RunLimits,
         on_progress: object = None,
         stop_event: object = None,
-        silence_timeout_s: float | None = None,
     ) -> RunOutcome:
         self.calls.append((index, cycle))
         status = self.statuses.pop(0) if self.statuses else "completed"

@@ -95,7 +95,6 @@ def domain_result(
         "errors": list(window.errors),
         "n_errors": window.n_errors,
     }
-    # Alike study/ray_worker.py:experiment_task, kept apart because only the call shape matches
     domain = DomainEnergy(
         domain=gpu.domain,
         energy_j=energy_j,

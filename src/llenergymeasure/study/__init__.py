@@ -1,7 +1,7 @@
 """MANY experiments: sweep plans run in isolated subprocesses, with a manifest and resume."""
 
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome, run_isolated
+from llenergymeasure.study.isolation import RunLimits, RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Manifest, ManifestEntry, remaining
 from llenergymeasure.study.models import StudyPlanLike, StudyResult
 from llenergymeasure.study.reporter import NullStudyReporter, StudyReporter
@@ -14,6 +14,7 @@ __all__ = [
     "ManifestEntry",
     "NullStudyReporter",
     "RunEvent",
+    "RunLimits",
     "RunOutcome",
     "StudyOutcome",
     "StudyPlanLike",

@@ -41,6 +41,7 @@ from llenergymeasure.study.child import (
 )
 from llenergymeasure.study.events import RunEvent
 from llenergymeasure.study.launchers import Child, ChildSpec, ForkedChild, RunnerChild
+from llenergymeasure.study.models import StudyProtocol
 from llenergymeasure.study.outcome import Ended, OutcomeStatus, RunOutcome, outcome_of
 from llenergymeasure.study.signals import interrupts_held
 
@@ -69,6 +70,15 @@ class RunLimits:
     timeout_s: float = math.inf
     silence_s: float | None = None
 
+    @classmethod
+    def of(cls, protocol: StudyProtocol) -> RunLimits:
+        """A study's limits on each of its runs."""
+        return cls(protocol.experiment_timeout_s, protocol.experiment_silence_timeout_s)
+
+    def limit_s(self, ended: Ended) -> float:
+        """The limit a run that ended so ran into: silence, else the timeout."""
+        return (self.silence_s or 0.0) if ended == "silent" else self.timeout_s
+
 
 def log_path(study_dir: Path, index: int, cycle: int) -> Path:
     """``<study_dir>/logs/<NNN>_c<cycle>.log``."""
@@ -94,18 +104,17 @@ def run_isolated(
     study_dir: Path,
     index: int,
     cycle: int,
-    timeout_s: float,
+    limits: RunLimits,
     on_progress: OnEvent | None = None,
     stop_event: Event | None = None,
-    silence_timeout_s: float | None = None,
     target: ChildTarget | None = None,
     runners: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Run one experiment in a fresh child process and wait for it; never raises for the child.
 
     Stops early when ``stop_event`` is set or on KeyboardInterrupt (outcome
-    ``interrupted``), at ``timeout_s``, and after ``silence_timeout_s`` without an event
-    from the child or a byte more in its log (both ``timed_out``); each kills the child's
+    ``interrupted``), at ``limits.timeout_s``, and after ``limits.silence_s`` without an
+    event from the child or a byte more in its log (both ``timed_out``); each kills the child's
     process group. ``on_progress`` receives the child's events as they come.
     ``target`` replaces the experiment inside the child (tests). ``runners`` maps engine
     names to interpreters (default: the user config's); the config's engine runs in its
@@ -122,17 +131,15 @@ def run_isolated(
         text = f"{type(err).__name__}: {err.message}"
         return RunOutcome("failed", time.monotonic() - began, text, type(err).__name__)
     destination = Destination(study_dir=study_dir, index=index, cycle=cycle)
-    limits = RunLimits(timeout_s, silence_timeout_s)
     ended, child = _start_and_wait(
         config, runner, destination, log, limits, on_progress, stop_event, target
     )
-    limit_s = (silence_timeout_s or 0.0) if ended == "silent" else timeout_s
     return outcome_of(
         child.message,
         child.exit_code,
         ended,
         duration_s=time.monotonic() - began,
-        limit_s=limit_s,
+        limit_s=limits.limit_s(ended),
         log=log,
     )
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.study.control import INTERRUPTED, RunControl, Stop
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome, append_log, log_path
+from llenergymeasure.study.isolation import RunLimits, RunOutcome, append_log, log_path
 from llenergymeasure.study.manifest import Ledger, ManifestEntry
 from llenergymeasure.study.models import StudyProtocol
 from llenergymeasure.study.ray_files import SharedCpu, write_folder
@@ -143,11 +143,10 @@ class RaySession:
             self._configs[entry.config_hash],
             entry,
             self._n_gpus[entry.config_hash],
-            timeout_s=protocol.experiment_timeout_s,
+            limits=RunLimits.of(protocol),
             rests=dict(self._rests),
             experiment_gap_s=protocol.experiment_gap_s,
             cycle_gap_s=protocol.cycle_gap_s,
-            silence_timeout_s=protocol.experiment_silence_timeout_s,
             events=self._sink,
         )
         self._in_flight[ref] = _Running(entry, self._n_gpus[entry.config_hash], time.monotonic())

@@ -29,7 +29,7 @@ from typing import Any
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import PreflightError
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import ChildTarget, RunOutcome, run_isolated
+from llenergymeasure.study.isolation import ChildTarget, RunLimits, RunOutcome, run_isolated
 from llenergymeasure.study.manifest import Placement
 from llenergymeasure.system.gpus import list_gpus
 
@@ -149,11 +149,10 @@ def experiment_task(
     *,
     index: int,
     cycle: int,
-    timeout_s: float,
+    limits: RunLimits,
     rests: Rests,
     experiment_gap_s: float,
     cycle_gap_s: float,
-    silence_timeout_s: float | None = None,
     events: Any = None,
     target: ChildTarget | None = None,
 ) -> WorkerReport:
@@ -179,9 +178,8 @@ def experiment_task(
                     study_dir=scratch,
                     index=index,
                     cycle=cycle,
-                    timeout_s=timeout_s,
+                    limits=limits,
                     on_progress=news.send,
-                    silence_timeout_s=silence_timeout_s,
                     target=target,
                 )
             ended_at_unix = time.time()

@@ -20,7 +20,7 @@ from llenergymeasure.config.study import load_study
 from llenergymeasure.records.files import atomic_write_text, create_unique_dir, run_dir_name
 from llenergymeasure.study.control import BREAKER_PAUSE_S, INTERRUPTED, RunControl, Stop
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunOutcome, run_isolated
+from llenergymeasure.study.isolation import RunLimits, RunOutcome, run_isolated
 from llenergymeasure.study.live import LiveStatus
 from llenergymeasure.study.lock import study_lock
 from llenergymeasure.study.manifest import Ledger, Manifest, ManifestEntry, remaining
@@ -56,10 +56,9 @@ class RunOne(Protocol):
         study_dir: Path,
         index: int,
         cycle: int,
-        timeout_s: float,
+        limits: RunLimits,
         on_progress: Callable[[RunEvent], None] | None = None,
         stop_event: Event | None = None,
-        silence_timeout_s: float | None = None,
     ) -> RunOutcome: ...
 
 
@@ -197,10 +196,9 @@ def _run_here(
             study_dir=ledger.study_dir,
             index=entry.index,
             cycle=entry.cycle,
-            timeout_s=s.protocol.experiment_timeout_s,
+            limits=RunLimits.of(s.protocol),
             on_progress=functools.partial(reporter.progress, entry.index, entry.cycle),
             stop_event=s.stop,
-            silence_timeout_s=s.protocol.experiment_silence_timeout_s,
         )
         previous = ledger.finish(entry, _explained(outcome, control))
         reporter.run_finished(previous)
