@@ -31,8 +31,8 @@ def _gpu_host(tmp_path: Path) -> SimulatedNvml:
 
 def test_gpu_host_report(tmp_path: Path) -> None:
     report = diagnose(UserConfig(cpu_tdp_w=64.0), nvml=_gpu_host(tmp_path), powercap_root=tmp_path)
-    assert [g.uuid for g in report.gpus] == ["GPU-aaa", "GPU-bbb"]
-    assert report.driver_version
+    assert [g.uuid for g in report.survey.gpus] == ["GPU-aaa", "GPU-bbb"]
+    assert report.survey.driver_version
     assert report.samplers["nvml"].available
     assert report.samplers["rapl"].available
     assert report.samplers["estimate"].available
@@ -53,8 +53,8 @@ def test_gpu_host_report(tmp_path: Path) -> None:
 
 def test_cpu_only_host_names_why_each_sampler_is_missing(tmp_path: Path) -> None:
     report = diagnose(UserConfig(), powercap_root=tmp_path / "none")
-    assert report.gpus == []
-    assert report.gpu_reason
+    assert report.survey.gpus == []
+    assert report.survey.reason
     assert not report.samplers["rapl"].available
     assert report.auto_choice.startswith("estimate: ")
     assert "passed over" in report.auto_choice

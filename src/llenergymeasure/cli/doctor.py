@@ -25,8 +25,8 @@ def doctor_command(
         sys.stdout.write(json.dumps(report.to_json(), indent=2, default=str) + "\n")
         return
     out = Console(highlight=False, soft_wrap=True)
-    if not report.gpus:
-        out.print(f"GPUs: none ({escape(report.gpu_reason or 'NVML sees no GPU')})")
+    if not report.survey.gpus:
+        out.print(f"GPUs: none ({escape(report.survey.reason or 'NVML sees no GPU')})")
     for table in _tables(report):
         out.print(table)
     for warning in report.warnings:
@@ -38,12 +38,13 @@ def _mark(ok: bool) -> str:
 
 
 def _tables(report: DoctorReport) -> list[Table]:
-    gpus = [_gpu_table(report)] if report.gpus else []
+    gpus = [_gpu_table(report)] if report.survey.gpus else []
     return [*gpus, _cpu_table(report), _sampler_table(report), _engine_table(report)]
 
 
 def _gpu_table(report: DoctorReport) -> Table:
-    versions = f"driver {report.driver_version or 'n/a'}, CUDA {report.cuda_version or 'n/a'}"
+    survey = report.survey
+    versions = f"driver {survey.driver_version or 'n/a'}, CUDA {survey.cuda_version or 'n/a'}"
     gpus = Table(title=f"GPUs ({versions})", title_justify="left")
     for column in (
         "index",
@@ -58,7 +59,7 @@ def _gpu_table(report: DoctorReport) -> Table:
         "temp °C",
     ):
         gpus.add_column(column)
-    for g in report.gpus:
+    for g in survey.gpus:
         limit = f"{g.power_limit_w or 'n/a'} ({g.default_power_limit_w or 'n/a'})"
         gpus.add_row(
             str(g.index),

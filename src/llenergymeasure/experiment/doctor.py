@@ -16,7 +16,7 @@ from llenergymeasure.engines.registry import Runner, engine_names, find_runner, 
 from llenergymeasure.errors import LlemError
 from llenergymeasure.records.base import Availability
 from llenergymeasure.system.cpu import CpuTdp, cpu_model, resolve_cpu_tdp, visible_cpu_count
-from llenergymeasure.system.gpus import GpuInfo, gpu_warnings, survey_gpus
+from llenergymeasure.system.gpus import GpuSurvey, gpu_warnings, survey_gpus
 
 __all__ = ["DoctorReport", "diagnose"]
 
@@ -37,10 +37,7 @@ _SAMPLER_ACCURACY = {
 class DoctorReport:
     """Facts about the host, each with the reason when something is missing."""
 
-    gpus: list[GpuInfo]
-    driver_version: str | None
-    gpu_reason: str | None
-    cuda_version: str | None
+    survey: GpuSurvey  # the GPUs, driver and CUDA versions, and why no GPU is listed
     cpu_model: str | None
     n_cpus_visible: int
     cpu_tdp: CpuTdp
@@ -53,10 +50,10 @@ class DoctorReport:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return {
-            "gpus": [asdict(g) for g in self.gpus],
-            "driver_version": self.driver_version,
-            "cuda_version": self.cuda_version,
-            "gpu_reason": self.gpu_reason,
+            "gpus": [asdict(g) for g in self.survey.gpus],
+            "driver_version": self.survey.driver_version,
+            "cuda_version": self.survey.cuda_version,
+            "gpu_reason": self.survey.reason,
             "cpu": {
                 "model": self.cpu_model,
                 "n_cpus_visible": self.n_cpus_visible,
@@ -106,10 +103,7 @@ def diagnose(
     except LlemError as err:
         auto = f"none: {err.message}"
     return DoctorReport(
-        gpus=survey.gpus,
-        driver_version=survey.driver_version,
-        gpu_reason=survey.reason,
-        cuda_version=survey.cuda_version,
+        survey=survey,
         cpu_model=model,
         n_cpus_visible=n_cpus,
         cpu_tdp=tdp,
