@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llenergymeasure.cli import serving as cli_serving
 from llenergymeasure.cli.app import main
+from llenergymeasure.config.loading import UserConfig
+from llenergymeasure.config.models import ExperimentConfig
+from llenergymeasure.experiment.serving_plan import plan_serving
 from llenergymeasure.records.files import load_result
 from llenergymeasure.serving.server import free_port
 from llenergymeasure.testing.fake_openai_server import FakeOpenAIServer
@@ -86,6 +90,24 @@ def test_the_dry_run_shows_the_schedule_and_window_and_sends_nothing(
     assert "120 arrivals over 60.0 s" in out  # the default 60 s at 2 req/s
     assert "first arrivals at (s): 0.500, 1.000" in out
     assert "starts at the latest at 30.0 s; ends at 60.0 s" in out
+
+
+def test_the_dry_run_checks_as_strictly_as_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+
+    def recording(config: ExperimentConfig, *, user: UserConfig, strict: bool = False) -> object:
+        seen.append(strict)
+        return plan_serving(config, user=user, strict=strict)
+
+    monkeypatch.setattr(cli_serving, "plan_serving", recording)
+    with FakeOpenAIServer() as server:
+        config = _config(tmp_path, {"endpoint": server.url, "arrival": {"rate": 2}})
+        for flags in ([], ["--strict"]):
+            code, _, err = _run(["run", str(config), "--dry-run", *flags], capsys)
+            assert code == 0, err
+    assert seen == [False, True]
 
 
 def _one_error_line(err: str) -> str:

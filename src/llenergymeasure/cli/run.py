@@ -303,7 +303,7 @@ def _print_dry_run(
 ) -> None:
     """What the run would do, checked by pre-flight, without running it."""
     if config.mode == "serving":
-        print_serving_plan(out, config, user=user)
+        print_serving_plan(out, config, user=user, strict=options.strict)
     else:
         print_plan(out, config, run_preflight(config, user=user, strict=options.strict))
 

@@ -21,9 +21,14 @@ __all__ = ["print_serving_plan", "schedule_lines"]
 _N_SHOWN = 8
 
 
-def print_serving_plan(out: Console, config: ExperimentConfig, *, user: UserConfig) -> None:
-    """Print the resolved config and the plan; starts no server and sends no request."""
-    plan = plan_serving(config, user=user)
+def print_serving_plan(
+    out: Console, config: ExperimentConfig, *, user: UserConfig, strict: bool = False
+) -> None:
+    """Print the resolved config and the plan; starts no server and sends no request.
+
+    ``strict`` refuses a shared GPU or one short of memory, as the run itself would.
+    """
+    plan = plan_serving(config, user=user, strict=strict)
     out.print("# resolved config", style="bold")
     out.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), markup=False)
     table = Table(title="serving plan (nothing has run)", show_header=False, title_justify="left")
