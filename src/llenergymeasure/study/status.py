@@ -202,7 +202,6 @@ def _running(entry: ManifestEntry, live: LiveRun | None, now: datetime) -> Runni
     if live is None:
         return RunningRun(entry.index, entry.cycle, entry.label, None, elapsed, None)
     wait_left = (live.wait_until - now).total_seconds() if live.wait_until else None
-    # Alike experiment/doctor.py:diagnose, kept apart because only the call shape matches
     return RunningRun(
         index=entry.index,
         cycle=entry.cycle,
