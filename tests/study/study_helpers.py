@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -13,6 +14,7 @@ from llenergymeasure.config.execution import StudyExecution
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.study.events import RunEvent
+from llenergymeasure.study.isolation import RunLimits, RunOutcome, run_isolated
 
 
 class Phases(list[str]):
@@ -63,6 +65,22 @@ class Plan:
     def runs(self) -> tuple[Run, ...]:
         cycles = range(1, self.execution.n_cycles + 1)
         return tuple(Run(i, c) for c in cycles for i in range(len(self.configs)))
+
+
+def isolated(
+    study_dir: Path,
+    index: int = 1,
+    cycle: int = 1,
+    *,
+    config: ExperimentConfig | None = None,
+    timeout_s: float = 60.0,
+    **options: Any,
+) -> RunOutcome:
+    """:func:`run_isolated` of ``config`` (default :func:`tiny`), stopped after ``timeout_s``."""
+    limits = RunLimits(timeout_s)
+    return run_isolated(
+        config or tiny(), study_dir=study_dir, index=index, cycle=cycle, limits=limits, **options
+    )
 
 
 def make_plan(

@@ -10,17 +10,15 @@ from pathlib import Path
 
 import child_targets
 import pytest
-from study_helpers import Phases, gone, tiny
+from study_helpers import Phases, gone, isolated, tiny
 
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunLimits, log_path, run_isolated
+from llenergymeasure.study.isolation import log_path
 
 
 def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> None:
     steps = Phases()
-    outcome = run_isolated(
-        tiny(), study_dir=tmp_path, index=7, cycle=2, limits=RunLimits(60), on_progress=steps
-    )
+    outcome = isolated(tmp_path, 7, 2, on_progress=steps)
     assert outcome.status == "completed", outcome.message
     assert outcome.result_dir is not None
     assert outcome.result_dir.parent == tmp_path
@@ -36,14 +34,8 @@ def test_completed_run_writes_its_folder_and_reports_steps(tmp_path: Path) -> No
 
 def test_the_windows_progress_reaches_the_parent_with_its_output_tokens(tmp_path: Path) -> None:
     events: list[RunEvent] = []
-    outcome = run_isolated(
-        tiny(batch_size=1, token_latency_ms=300),  # two batches, 0.6 s each: two events
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
-        on_progress=events.append,
-    )
+    two_batches = tiny(batch_size=1, token_latency_ms=300)  # 0.6 s each: two events
+    outcome = isolated(tmp_path, config=two_batches, on_progress=events.append)
     assert outcome.status == "completed", outcome.message
     window = [e for e in events if e.kind == "progress" and e.text == "measuring"]
     assert [(e.done, e.n_output_tokens) for e in window] == [(0, None), (1, 2), (2, 4)]
@@ -52,14 +44,7 @@ def test_the_windows_progress_reaches_the_parent_with_its_output_tokens(tmp_path
 
 
 def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) -> None:
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=3,
-        cycle=1,
-        limits=RunLimits(60),
-        target=child_targets.always_fail,
-    )
+    outcome = isolated(tmp_path, 3, target=child_targets.always_fail)
     assert outcome.status == "failed"
     assert outcome.error_type == "ValueError"
     assert outcome.message == "ValueError: this target always fails"
@@ -71,14 +56,7 @@ def test_an_exception_is_failed_with_its_traceback_in_the_log(tmp_path: Path) ->
 
 
 def test_a_segfault_is_a_crash_named_by_its_signal(tmp_path: Path) -> None:
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
-        target=child_targets.segfault,
-    )
+    outcome = isolated(tmp_path, target=child_targets.segfault)
     assert outcome.status == "crashed"
     assert outcome.signal_name == "SIGSEGV"
     assert outcome.message is not None and "SIGSEGV" in outcome.message
@@ -92,14 +70,7 @@ def test_a_hang_times_out_and_its_whole_process_group_is_killed(
     pid_file = tmp_path / "pids"
     monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
     began = time.monotonic()
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(4),
-        target=child_targets.hang_with_grandchild,
-    )
+    outcome = isolated(tmp_path, timeout_s=4, target=child_targets.hang_with_grandchild)
     assert time.monotonic() - began < 4 + 5
     assert outcome.status == "timed_out"
     assert outcome.message is not None and "4 s" in outcome.message
@@ -112,14 +83,7 @@ def test_a_hang_times_out_and_its_whole_process_group_is_killed(
 
 
 def test_a_memory_hog_ends_as_failed_or_crashed_not_as_a_hang(tmp_path: Path) -> None:
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
-        target=child_targets.hog_memory,
-    )
+    outcome = isolated(tmp_path, target=child_targets.hog_memory)
     assert outcome.status in {"failed", "crashed"}
     assert outcome.duration_s < 30
     if outcome.status == "failed":
@@ -137,12 +101,8 @@ def test_a_stop_event_interrupts_the_running_child(
         if event.kind == "phase" and event.text == "hanging":
             stop.set()
 
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
+    outcome = isolated(
+        tmp_path,
         on_progress=on_progress,
         stop_event=stop,
         target=child_targets.hang_with_grandchild,
@@ -162,15 +122,7 @@ def test_ctrl_c_in_the_parent_interrupts_and_kills_the_child(
         if event.kind == "phase" and event.text == "hanging":
             raise KeyboardInterrupt  # as if Ctrl-C arrived while the parent waits
 
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
-        on_progress=on_progress,
-        target=child_targets.hang_with_grandchild,
-    )
+    outcome = isolated(tmp_path, on_progress=on_progress, target=child_targets.hang_with_grandchild)
     assert outcome.status == "interrupted"
     assert all(gone(int(pid)) for pid in pid_file.read_text().split())
 
@@ -181,7 +133,7 @@ def test_a_link_planted_at_the_log_is_refused_not_written_through(tmp_path: Path
     log = log_path(tmp_path, 2, 1)
     log.parent.mkdir(parents=True)
     log.symlink_to(victim)
-    outcome = run_isolated(tiny(), study_dir=tmp_path, index=2, cycle=1, limits=RunLimits(60))
+    outcome = isolated(tmp_path, 2)
     assert outcome.status == "crashed", outcome.message
     assert victim.read_text(encoding="utf-8") == "untouched\n"
     assert not list(tmp_path.glob("002_c1_*"))

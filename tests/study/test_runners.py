@@ -20,7 +20,7 @@ import child_targets
 import pytest
 import runner_targets
 import yaml
-from study_helpers import Phases, gone, tiny
+from study_helpers import Phases, gone, isolated, tiny
 
 from llenergymeasure.config.hashing import measurement_config_hash
 from llenergymeasure.config.loading import UserConfig, load_user_config
@@ -29,7 +29,7 @@ from llenergymeasure.engines.registry import RUNNER_ENV_PREFIX, Runner, find_run
 from llenergymeasure.errors import ConfigError, EngineError, PreflightError
 from llenergymeasure.experiment.preflight import run_preflight
 from llenergymeasure.study.events import RunEvent
-from llenergymeasure.study.isolation import RunLimits, log_path, run_in_runner, run_isolated
+from llenergymeasure.study.isolation import log_path, run_in_runner
 
 HERE = {"fake": sys.executable}  # this interpreter, started fresh: a runner of `fake`
 
@@ -50,12 +50,11 @@ def test_a_runner_runs_the_experiment_in_a_fresh_interpreter(
     monkeypatch.setenv(runner_targets.ENTRY_FILE_ENV, str(entry))
     config = tiny()
     steps = Phases()
-    outcome = run_isolated(
-        config,
-        study_dir=tmp_path,
-        index=4,
-        cycle=2,
-        limits=RunLimits(60),
+    outcome = isolated(
+        tmp_path,
+        4,
+        2,
+        config=config,
         on_progress=steps,
         target=runner_targets.noting_entry,
         runners=HERE,
@@ -78,15 +77,7 @@ def test_a_runner_runs_the_experiment_in_a_fresh_interpreter(
 
 
 def test_a_failure_in_a_runner_is_typed_with_its_traceback_in_the_log(tmp_path: Path) -> None:
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=3,
-        cycle=1,
-        limits=RunLimits(60),
-        target=child_targets.always_fail,
-        runners=HERE,
-    )
+    outcome = isolated(tmp_path, 3, target=child_targets.always_fail, runners=HERE)
     assert outcome.status == "failed"
     assert outcome.message == "ValueError: this target always fails"
     assert outcome.log_path == log_path(tmp_path, 3, 1)
@@ -100,14 +91,8 @@ def test_a_hang_in_a_runner_times_out_and_its_process_group_dies(
     pid_file = tmp_path / "pids"
     monkeypatch.setenv(child_targets.PID_FILE_ENV, str(pid_file))
     began = time.monotonic()
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(8),
-        target=child_targets.hang_with_grandchild,
-        runners=HERE,
+    outcome = isolated(
+        tmp_path, timeout_s=8, target=child_targets.hang_with_grandchild, runners=HERE
     )
     assert outcome.status == "timed_out", outcome.message
     assert time.monotonic() - began < 8 + 10
@@ -126,12 +111,8 @@ def test_a_stop_interrupts_a_runner_child(tmp_path: Path, monkeypatch: pytest.Mo
         if event.kind == "phase" and event.text == "hanging":
             stop.set()
 
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(60),
+    outcome = isolated(
+        tmp_path,
         on_progress=on_progress,
         stop_event=stop,
         target=child_targets.hang_with_grandchild,
@@ -153,14 +134,7 @@ def test_a_runner_that_cannot_start_is_a_crash_naming_its_last_words(tmp_path: P
     python = _fake_interpreter(
         tmp_path, "echo \"ModuleNotFoundError: No module named 'llenergymeasure'\" >&2; exit 1"
     )
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path / "study",
-        index=1,
-        cycle=1,
-        limits=RunLimits(30),
-        runners={"fake": str(python)},
-    )
+    outcome = isolated(tmp_path / "study", timeout_s=30, runners={"fake": str(python)})
     assert outcome.status == "crashed"
     assert outcome.exit_code == 1
     assert outcome.message is not None
@@ -169,14 +143,7 @@ def test_a_runner_that_cannot_start_is_a_crash_naming_its_last_words(tmp_path: P
 
 def test_a_missing_runner_fails_the_run_and_the_preflight(tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere" / "python")
-    outcome = run_isolated(
-        tiny(),
-        study_dir=tmp_path,
-        index=1,
-        cycle=1,
-        limits=RunLimits(30),
-        runners={"fake": missing},
-    )
+    outcome = isolated(tmp_path, timeout_s=30, runners={"fake": missing})
     assert outcome.status == "failed"
     assert outcome.error_type == "ConfigError"
     assert outcome.message is not None and missing in outcome.message
