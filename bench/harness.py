@@ -78,11 +78,11 @@ class Side:
 
 def model_folder(model: str) -> Path:
     """A transformers-loadable folder for a model name, path or ``.gguf`` (converted once)."""
-    from llenergymeasure.engines.model_files import ensure_converted
+    from llenergymeasure.engines.model_files import hf_folder
     from llenergymeasure.engines.resolve import resolve_model
 
-    resolved = resolve_model(model)
-    return ensure_converted(resolved) if resolved.is_gguf else resolved.path
+    folder, _ = hf_folder(resolve_model(model))
+    return folder
 
 
 def random_model(name: str, out: Path) -> Path:

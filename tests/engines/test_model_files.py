@@ -13,6 +13,7 @@ from llenergymeasure.engines.model_files import (
     count_params,
     dist_version,
     eos_ids,
+    hf_folder,
     safetensors_shapes,
     stop_ids,
     weights_mib,
@@ -106,3 +107,21 @@ def test_ensure_converted_makes_the_bundled_gguf_a_safetensors_folder_once() -> 
     stamp = (folder / "config.json").stat().st_mtime_ns
     assert ensure_converted(model) == folder  # the cache is reused, not rewritten
     assert (folder / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_hf_folder_is_a_model_folder_itself_with_nothing_to_note(tmp_path: Path) -> None:
+    from llenergymeasure.engines.resolve import ResolvedModel
+
+    model = ResolvedModel("local", "folder", tmp_path, str(tmp_path))
+    assert hf_folder(model) == (tmp_path, [])
+
+
+@pytest.mark.model
+def test_hf_folder_of_a_gguf_is_its_converted_cache_and_says_so() -> None:
+    from llenergymeasure.engines.model_files import ensure_converted
+    from llenergymeasure.engines.resolve import resolve_model
+
+    model = resolve_model("smollm2-135m")
+    folder, notes = hf_folder(model)
+    assert folder == ensure_converted(model) != model.path
+    assert notes == [f"weights dequantised from {model.path.name} to a safetensors cache"]

@@ -31,6 +31,7 @@ __all__ = [
     "dtype_bytes",
     "ensure_converted",
     "eos_ids",
+    "hf_folder",
     "importable",
     "model_shape",
     "quiet_transformers",
@@ -68,6 +69,18 @@ def quiet_transformers() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def hf_folder(model: ResolvedModel) -> tuple[Path, list[str]]:
+    """The Hugging Face folder an engine or server loads, with a note when it was made.
+
+    A model folder is itself; a GGUF file becomes the safetensors folder it is converted
+    to once and cached (:func:`ensure_converted`), and the note says so.
+    """
+    if not model.is_gguf:
+        return model.path, []
+    folder = ensure_converted(model)
+    return folder, [f"weights dequantised from {model.path.name} to a safetensors cache"]
 
 
 def ensure_converted(model: ResolvedModel) -> Path:

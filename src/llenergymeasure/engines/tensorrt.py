@@ -31,7 +31,7 @@ from llenergymeasure.engines.base import (
     ProgressCallback,
     RequestOutput,
 )
-from llenergymeasure.engines.model_files import count_params, eos_ids, importable
+from llenergymeasure.engines.model_files import count_params, eos_ids, hf_folder, importable
 from llenergymeasure.engines.requirements import GpuRequirement
 from llenergymeasure.engines.resolve import ResolvedModel, converted_cache_dir
 from llenergymeasure.engines.tensorrt_build import (
@@ -41,7 +41,6 @@ from llenergymeasure.engines.tensorrt_build import (
     engine_dtype,
     engine_mib,
     gpu_identity,
-    hf_folder,
     runtime_objects,
     sampling_kwargs,
     seed_field,

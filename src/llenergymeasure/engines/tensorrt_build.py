@@ -22,8 +22,7 @@ from typing import Any
 from llenergymeasure.config.engines import TensorRTConfig
 from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.config.paths import cache_root
-from llenergymeasure.engines.model_files import ensure_converted, importable
-from llenergymeasure.engines.resolve import ResolvedModel
+from llenergymeasure.engines.model_files import importable
 
 __all__ = [
     "ENGINE_COMPLETE_FILE",
@@ -34,7 +33,6 @@ __all__ = [
     "engine_dtype",
     "engine_mib",
     "gpu_identity",
-    "hf_folder",
     "runtime_objects",
     "sampling_kwargs",
     "seed_field",
@@ -46,14 +44,6 @@ _MIB = 2**20
 
 # Written last into a built engine's folder: a folder without it is not an engine.
 ENGINE_COMPLETE_FILE = "LLEM_ENGINE.json"
-
-
-def hf_folder(model: ResolvedModel) -> tuple[Path, list[str]]:
-    """The Hugging Face folder TensorRT-LLM builds from (a GGUF model is converted once)."""
-    if not model.is_gguf:
-        return model.path, []
-    folder = ensure_converted(model)
-    return folder, [f"weights dequantised from {model.path.name} to a safetensors cache"]
 
 
 def _weight_files(folder: Path) -> list[Path]:

@@ -24,7 +24,7 @@ from llenergymeasure.engines.base import (
 )
 from llenergymeasure.engines.model_files import (
     dist_version,
-    ensure_converted,
+    hf_folder,
     model_shape,
     quiet_transformers,
     stop_ids,
@@ -145,11 +145,7 @@ class TransformersLoadedModel(TokenizerText):
 
         quiet_transformers()
         section = config.transformers or TransformersConfig()
-        notes: list[str] = []
-        folder = resolved.path
-        if resolved.is_gguf:
-            folder = ensure_converted(resolved)
-            notes.append(f"weights dequantised from {resolved.path.name} to a safetensors cache")
+        folder, notes = hf_folder(resolved)
         on_gpu = device.startswith("cuda")
         kwargs: dict[str, Any] = {
             "local_files_only": True,

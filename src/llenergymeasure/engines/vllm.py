@@ -37,8 +37,8 @@ from llenergymeasure.engines.base import (
 from llenergymeasure.engines.model_files import (
     count_params,
     dist_version,
-    ensure_converted,
     eos_ids,
+    hf_folder,
     read_model_shape,
     weights_mib,
 )
@@ -206,12 +206,8 @@ class VLLMLoadedModel(TokenizerText, NoDeviceHooks):
         devices: list[str],
     ) -> VLLMLoadedModel:
         """Build vLLM's ``LLM``; ``placement(n)`` places ``n`` CUDA devices (NVML)."""
-        notes: list[str] = []
-        folder = resolved.path
-        if resolved.is_gguf:
-            # The same safetensors cache the transformers engine loads: vLLM reads folders.
-            folder = ensure_converted(resolved)
-            notes.append(f"weights dequantised from {resolved.path.name} to a safetensors cache")
+        # vLLM reads folders: a GGUF model is the safetensors cache the others load too.
+        folder, notes = hf_folder(resolved)
         kwargs = engine_kwargs(config, folder, on_cpu=devices[0] == "cpu")
         if "kv_cache_memory_bytes" in kwargs:
             notes.append(

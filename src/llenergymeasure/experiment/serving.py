@@ -188,12 +188,12 @@ def _token_counter(plan: ServingPlan, requests: Sequence[InFlight]) -> TokenCoun
     """The model's tokenizer, loaded only when a completed request had no usage figure."""
     if plan.model is None or not any(r.completed and r.n_output_tokens is None for r in requests):
         return None
-    from llenergymeasure.engines.model_files import ensure_converted
+    from llenergymeasure.engines.model_files import hf_folder
 
     with contextlib.suppress(Exception):  # no tokenizer: counted as chunks, and said so
         from transformers import AutoTokenizer
 
-        folder = ensure_converted(plan.model) if plan.model.is_gguf else plan.model.path
+        folder, _ = hf_folder(plan.model)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
     return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from llenergymeasure.energy.base import EnergyReading
 from llenergymeasure.energy.trace import PowerTrace
-from llenergymeasure.engines.model_files import ensure_converted
+from llenergymeasure.engines.model_files import hf_folder
 from llenergymeasure.engines.vllm import engine_kwargs
 from llenergymeasure.errors import ServerError
 from llenergymeasure.experiment.reporter import Reporter
@@ -86,7 +86,7 @@ def start_server(plan: ServingPlan, log_dir: Path | None) -> Iterator[Server]:
         )
         return
     assert plan.model is not None and plan.runner_python is not None
-    folder = ensure_converted(plan.model) if plan.model.is_gguf else plan.model.path
+    folder, _ = hf_folder(plan.model)
     port = plan.port or free_port()
     on_cpu = not plan.on_gpu
     argv = vllm_server_argv(
