@@ -130,9 +130,12 @@ def test_default_cpu_time_counts_a_live_child_process() -> None:
             time.sleep(0.05)
         # The child is still alive (sleeping): only a descendant-aware count sees its second.
         assert process_cpu_time_s() - before >= 0.9
+        # Another process's tree, as a server's is read: the child's second, not ours.
+        assert 0.9 <= process_cpu_time_s(child.pid) < process_cpu_time_s()
     finally:
         child.kill()
         child.wait()
+    assert process_cpu_time_s(child.pid) == 0.0  # gone: nothing left to read
 
 
 def test_real_seams_give_a_positive_estimate() -> None:

@@ -24,17 +24,23 @@ __all__ = ["EstimateSampler", "NoEnergySampler", "process_cpu_time_s"]
 ESTIMATE_MODEL = "process CPU time x TDP per hardware thread"
 
 
-def process_cpu_time_s() -> float:
-    """User + system CPU seconds of this process and every descendant (all threads).
+def process_cpu_time_s(pid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (default: this one) and every
+    descendant, all threads; 0 when ``pid`` is gone.
 
-    Engines that run their model in helper processes (vLLM's engine core and workers)
-    would otherwise vanish from the figure. Live descendants are read directly; exited
-    ones count once waited for, through their parent's ``children_*`` times. A
-    descendant that exits and is not yet waited for at ``end()`` drops out until it is.
+    Engines that run their model in helper processes (vLLM's engine core and workers, a
+    server's engine) would otherwise vanish from the figure. Live descendants are read
+    directly; exited ones count once waited for, through their parent's ``children_*``
+    times. A descendant that exits and is not yet waited for at ``end()`` drops out
+    until it is.
     """
-    me = psutil.Process()
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
     total = 0.0
-    for process in (me, *me.children(recursive=True)):
+    for process in processes:
         with contextlib.suppress(psutil.Error):  # it may exit while we look
             times = process.cpu_times()
             total += times.user + times.system + times.children_user + times.children_system

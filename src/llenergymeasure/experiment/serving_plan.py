@@ -24,7 +24,7 @@ from llenergymeasure.config.serving import ServingConfig
 from llenergymeasure.datasets import Prompt, load_prompts
 from llenergymeasure.energy.base import EnergySampler
 from llenergymeasure.energy.composite import CompositeSampler
-from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler
+from llenergymeasure.energy.estimate import EstimateSampler, NoEnergySampler, process_cpu_time_s
 from llenergymeasure.energy.telemetry import TelemetrySource
 from llenergymeasure.engines.registry import find_runner, get_engine
 from llenergymeasure.engines.resolve import ResolvedModel, resolve_model
@@ -40,7 +40,7 @@ from llenergymeasure.experiment.problems import Problems
 from llenergymeasure.records.result import MeasurementWarning
 from llenergymeasure.serving.arrivals import Schedule, arrival_schedule
 from llenergymeasure.serving.client import check_endpoint, new_client, run_sync
-from llenergymeasure.serving.server import check_port_free, listening_pid, process_tree_cpu_time_s
+from llenergymeasure.serving.server import check_port_free, listening_pid
 from llenergymeasure.system.gpus import GpuInfo, list_gpus
 
 __all__ = ["ServerProcess", "ServingPlan", "plan_serving"]
@@ -56,7 +56,7 @@ class ServerProcess:
 
     def cpu_time_s(self) -> float:
         """CPU seconds of the server's process tree (0 before it is known)."""
-        return 0.0 if self.pid is None else process_tree_cpu_time_s(self.pid)
+        return 0.0 if self.pid is None else process_cpu_time_s(self.pid)
 
 
 @dataclass(frozen=True)

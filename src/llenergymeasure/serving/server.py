@@ -32,7 +32,6 @@ __all__ = [
     "check_port_free",
     "free_port",
     "listening_pid",
-    "process_tree_cpu_time_s",
     "vllm_server_argv",
 ]
 
@@ -109,21 +108,6 @@ def listening_pid(host: str, port: int) -> int | None:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             return conn.pid
     return None
-
-
-def process_tree_cpu_time_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its live descendants."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.Error):  # it may exit while we look
-            times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 class LaunchedServer:
@@ -225,10 +209,6 @@ class LaunchedServer:
     async def gone(self, *, probe: bool) -> str | None:
         """Why the server is gone, or None while its process runs (a ServerWatch)."""
         return self.exit_reason()
-
-    def cpu_time_s(self) -> float:
-        """CPU seconds of the server and its engine processes so far (live ones)."""
-        return 0.0 if self.pid is None else process_tree_cpu_time_s(self.pid)
 
     def stop(self, grace_s: float = _STOP_GRACE_S) -> None:
         """SIGTERM, then SIGKILL whatever of the tree is left after ``grace_s``; idempotent."""
