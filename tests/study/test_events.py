@@ -1,14 +1,17 @@
-"""RunEvent on the wire, and the child's Reporter that sends them (throttled in the window)."""
+"""Events and a child's final message on the wire, and the child's throttled Reporter."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from llenergymeasure.energy.running_energy import EnergySoFar
 from llenergymeasure.experiment.reporter import WindowSoFar
+from llenergymeasure.study.child import Completed, Failed, message_from_json, message_to_json
 from llenergymeasure.study.events import PROGRESS_EVERY_S, EventReporter, RunEvent
+from llenergymeasure.study.models import HeadlineMetrics
 
 
 @pytest.mark.parametrize(
@@ -105,3 +108,27 @@ def test_the_reporter_sends_tokens_and_energy_so_far_with_its_progress() -> None
     )
     assert sent[2] == RunEvent("progress", "measuring", done=4, total=4, n_output_tokens=128)
     assert "energy_j" not in sent[2].to_json()  # null, never 0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Completed(
+            result_dir=Path("/r/001_c1"),
+            metrics=HeadlineMetrics(
+                output_tokens_per_s=12.5,
+                j_per_output_token=None,
+                energy_j=None,
+                energy_method=None,
+                window_s=2.0,
+            ),
+        ),
+        Failed(error_type="ConfigError", message="bad", hint="fix it", problems=("a", "b")),
+        Failed(error_type="RuntimeError", message="boom"),
+    ],
+)
+def test_a_childs_final_message_survives_json(message: Completed | Failed) -> None:
+    wire = json.loads(json.dumps(message_to_json(message)))
+    assert set(wire) == {"completed" if isinstance(message, Completed) else "failed"}
+    assert message_from_json(wire) == message
+    assert message_from_json({"event": {"kind": "phase", "text": "x"}}) is None

@@ -40,7 +40,7 @@ __all__ = [
 EngineName = Literal["transformers", "vllm", "tensorrt", "fake"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 Mode = Literal["offline", "serving"]
-MODES: tuple[str, ...] = ("offline", "serving")
+MODES: tuple[str, ...] = get_args(Mode)
 # Engines whose OpenAI-compatible server llem can launch (`serving.server: launch`).
 _SERVABLE_ENGINES = ("vllm",)
 EnergySamplerName = Literal["auto", "nvml", "zeus", "rapl", "codecarbon", "estimate", "none"]

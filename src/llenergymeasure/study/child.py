@@ -32,6 +32,7 @@ from llenergymeasure.config.models import ExperimentConfig
 from llenergymeasure.errors import LlemError
 from llenergymeasure.experiment.reporter import Reporter
 from llenergymeasure.experiment.run import run_experiment, write_single_run
+from llenergymeasure.records.base import FrozenRecord
 from llenergymeasure.records.files import write_experiment
 from llenergymeasure.records.result import ExperimentResult
 from llenergymeasure.study.events import EventReporter, RunEvent
@@ -109,16 +110,16 @@ class Destination:
         )
 
 
-# Alike config/study.py:SkippedConfig, kept apart because only the shape matches
-# Alike results/collection.py:RunResult, kept apart because only the shape matches
-@dataclass(frozen=True)
-class Completed:
+class Completed(FrozenRecord):
+    """The run finished: where its result was written, and its headline figures."""
+
     result_dir: Path
     metrics: HeadlineMetrics
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(FrozenRecord):
+    """The run failed: the error's type, its one-line message, hint and problems."""
+
     error_type: str
     message: str
     hint: str | None = None
@@ -127,36 +128,16 @@ class Failed:
 
 def message_to_json(message: Completed | Failed) -> dict[str, Any]:
     """The final message as JSON (what a runner sends on its pipe)."""
-    if isinstance(message, Completed):
-        return {
-            "completed": {
-                "result_dir": str(message.result_dir),
-                "metrics": message.metrics.model_dump(mode="json"),
-            }
-        }
-    return {
-        "failed": {
-            "error_type": message.error_type,
-            "message": message.message,
-            "hint": message.hint,
-            "problems": list(message.problems),
-        }
-    }
+    kind = "completed" if isinstance(message, Completed) else "failed"
+    return {kind: message.model_dump(mode="json")}
 
 
 def message_from_json(data: Mapping[str, Any]) -> Completed | Failed | None:
     """The inverse of :func:`message_to_json`; None for anything else (a progress line)."""
     if "completed" in data:
-        body = data["completed"]
-        return Completed(Path(body["result_dir"]), HeadlineMetrics.model_validate(body["metrics"]))
+        return Completed.model_validate(data["completed"])
     if "failed" in data:
-        body = data["failed"]
-        return Failed(
-            str(body["error_type"]),
-            str(body.get("message") or ""),
-            body.get("hint"),
-            tuple(body.get("problems") or ()),
-        )
+        return Failed.model_validate(data["failed"])
     return None
 
 
@@ -184,7 +165,7 @@ def _run(
         result = target(config, reporter)
         with reporter.step(WRITING_PHASE):
             folder = destination.write(result)
-        message = Completed(folder, HeadlineMetrics.of(result))
+        message = Completed(result_dir=folder, metrics=HeadlineMetrics.of(result))
     except BaseException as err:  # every failure becomes a typed message
         traceback.print_exc()
         message = _failed(err)
@@ -205,8 +186,13 @@ def _run(
 def _failed(err: BaseException) -> Failed:
     if isinstance(err, LlemError):
         problems = tuple(getattr(err, "problems", ()) or ())
-        return Failed(type(err).__name__, _one_line(err.message), err.hint, problems)
-    return Failed(type(err).__name__, _one_line(str(err)))
+        return Failed(
+            error_type=type(err).__name__,
+            message=_one_line(err.message),
+            hint=err.hint,
+            problems=problems,
+        )
+    return Failed(error_type=type(err).__name__, message=_one_line(str(err)))
 
 
 def _one_line(text: str) -> str:
