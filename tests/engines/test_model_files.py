@@ -12,8 +12,10 @@ import pytest
 from llenergymeasure.engines.model_files import (
     count_params,
     dist_version,
+    dtype_bytes,
     eos_ids,
     hf_folder,
+    importable,
     safetensors_shapes,
     stop_ids,
     weights_mib,
@@ -70,6 +72,18 @@ def test_weights_mib_is_parameters_times_width(folder: Path) -> None:
     assert weights_mib(folder, "torch.bfloat16") == pytest.approx(936 * 2 / 2**20)
     assert weights_mib(folder, "float32") == pytest.approx(936 * 4 / 2**20)
     assert weights_mib(folder, "int4") is None
+
+
+def test_dtype_bytes_knows_float_widths_with_or_without_torch_prefix() -> None:
+    assert dtype_bytes("bfloat16") == 2
+    assert dtype_bytes("torch.float32") == 4
+    assert dtype_bytes("int8") is None and dtype_bytes(None) is None
+
+
+def test_importable_looks_without_importing() -> None:
+    assert importable("json")
+    assert not importable("llenergymeasure_no_such_module")
+    assert not importable("json.no_such_submodule")
 
 
 def test_eos_ids_prefers_the_generation_config(tmp_path: Path) -> None:

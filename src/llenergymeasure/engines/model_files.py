@@ -174,7 +174,7 @@ def dtype_bytes(dtype: str | None) -> int | None:
 def weights_mib(folder: Path, dtype: str) -> float | None:
     """Weight memory at the dtype an engine runs: stored parameters × bytes per element."""
     total, _ = count_params(folder)
-    width = _BYTES_PER_ELEMENT.get(dtype.removeprefix("torch."))
+    width = dtype_bytes(dtype)
     if total is None or width is None:
         return None
     return total * width / _MIB
